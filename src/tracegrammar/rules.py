@@ -1,0 +1,377 @@
+"""The numeric rules of a layer, written once.
+
+Both the Trace Oracle (checking a finished layer) and the decoder (masking digits while a layer is
+being written) ask the same question: given the conditions and the fields written so far, which
+values may the next field take? `field_rules` answers with a list of `Rule`s, each a stable error
+code and the set of integers that rule allows; the oracle reports every rule a value breaks, the
+decoder intersects them. Copied fields (service, start_node, caller of a subgraph block) are
+answered by `copied_value`.
+
+The sets are built so that there are no dead ends: any value they allow leaves the rest of the
+layer, and every layer below it, completable (a subtree of remaining depth d needs at least d+1
+edges; a layer cannot hand out more subgraph blocks than it has calls).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from .types import LayerConditions
+
+#: Larger than any time or count a layer can hold; stands for "no upper bound".
+UNBOUNDED = 10**15
+
+# Field names as the layer grammar writes them.
+EDGE_INT_FIELDS = ("id", "start", "finish")
+BLOCK_INT_FIELDS = (
+    "edge",
+    "start_edge_id",
+    "num_edges",
+    "remaining_depth",
+    "num_current_edges",
+    "num_subgraphs",
+    "start_communication_at",
+    "latency",
+)
+BLOCK_COPY_FIELDS = ("service", "start_node", "caller")
+
+
+@dataclass(frozen=True, slots=True)
+class IntSet:
+    """A finite union of closed integer intervals, sorted and disjoint."""
+
+    intervals: tuple[tuple[int, int], ...] = ()
+
+    @staticmethod
+    def range(lo: int, hi: int) -> IntSet:
+        return IntSet(((lo, hi),)) if lo <= hi else IntSet()
+
+    @staticmethod
+    def exactly(value: int) -> IntSet:
+        return IntSet(((value, value),))
+
+    @staticmethod
+    def at_least(lo: int) -> IntSet:
+        return IntSet.range(lo, UNBOUNDED)
+
+    def __contains__(self, value: object) -> bool:
+        return isinstance(value, int) and any(lo <= value <= hi for lo, hi in self.intervals)
+
+    def __bool__(self) -> bool:
+        return bool(self.intervals)
+
+    def __and__(self, other: IntSet) -> IntSet:
+        out = []
+        for a_lo, a_hi in self.intervals:
+            for b_lo, b_hi in other.intervals:
+                lo, hi = max(a_lo, b_lo), min(a_hi, b_hi)
+                if lo <= hi:
+                    out.append((lo, hi))
+        return IntSet._normalized(out)
+
+    def __or__(self, other: IntSet) -> IntSet:
+        return IntSet._normalized([*self.intervals, *other.intervals])
+
+    @staticmethod
+    def _normalized(parts: Iterable[tuple[int, int]]) -> IntSet:
+        merged: list[tuple[int, int]] = []
+        for lo, hi in sorted(parts):
+            if merged and lo <= merged[-1][1] + 1:
+                merged[-1] = (merged[-1][0], max(hi, merged[-1][1]))
+            else:
+                merged.append((lo, hi))
+        return IntSet(tuple(merged))
+
+    @property
+    def min(self) -> int:
+        return self.intervals[0][0]
+
+    @property
+    def max(self) -> int:
+        return self.intervals[-1][1]
+
+    def admits_prefix(self, digits: str) -> bool:
+        """Can a number in this set be written starting with `digits` (no leading zeros)?"""
+        if not digits:
+            return bool(self)
+        if digits == "0":
+            return 0 in self
+        if digits[0] == "0":
+            return False
+        value = int(digits)
+        for lo, hi in self.intervals:
+            scale = 1
+            while value * scale <= hi:  # numbers that start with `digits`: [v*10^m, v*10^m+10^m-1]
+                if value * scale + scale - 1 >= lo:
+                    return True
+                scale *= 10
+        return False
+
+    def __repr__(self) -> str:
+        return "IntSet(" + ", ".join(f"{a}..{b}" for a, b in self.intervals) + ")"
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    code: str
+    allowed: IntSet
+    what: str  # the rule in words, for error messages
+
+
+def allowed(rules: Sequence[Rule]) -> IntSet:
+    out = IntSet.range(0, UNBOUNDED)
+    for rule in rules:
+        out &= rule.allowed
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# conditions: is a layer (or a whole request) feasible at all?
+# ------------------------------------------------------------------------------------------------
+
+
+def depth_range(num_edges: int) -> IntSet:
+    """remaining_depth for a subtree of `num_edges` edges: a chain needs d+1 edges."""
+    return IntSet.range(0, num_edges - 1)
+
+
+def current_edges_range(num_edges: int, remaining_depth: int) -> IntSet:
+    """num_current_edges: all edges when nothing follows, else leave `remaining_depth` below."""
+    if remaining_depth == 0:
+        return IntSet.exactly(num_edges)
+    return IntSet.range(1, num_edges - remaining_depth)
+
+
+def subgraphs_range(num_edges: int, remaining_depth: int, current: int) -> IntSet:
+    """num_subgraphs: one deep child needs `remaining_depth` edges, every other child one."""
+    if remaining_depth == 0:
+        return IntSet.exactly(0)
+    return IntSet.range(1, min(current, num_edges - current - remaining_depth + 1))
+
+
+def condition_rules(c: LayerConditions) -> list[tuple[str, Rule]]:
+    """(field, rule) pairs that a layer's own conditions must meet."""
+    pairs = [
+        ("num_edges", Rule("E_COND_NUM_EDGES", IntSet.at_least(1), "num_edges >= 1")),
+        (
+            "remaining_depth",
+            Rule("E_COND_DEPTH", depth_range(c.num_edges), "remaining_depth <= num_edges - 1"),
+        ),
+        (
+            "num_current_edges",
+            Rule(
+                "E_COND_CURRENT_EDGES",
+                current_edges_range(c.num_edges, c.remaining_depth),
+                "num_current_edges leaves room for remaining_depth levels below",
+            ),
+        ),
+        (
+            "num_subgraphs",
+            Rule(
+                "E_COND_SUBGRAPHS",
+                subgraphs_range(c.num_edges, c.remaining_depth, c.num_current_edges),
+                "num_subgraphs fits the calls and the edges left",
+            ),
+        ),
+        (
+            "start_communication_at",
+            Rule(
+                "E_COND_WINDOW",
+                IntSet.range(0, c.latency),
+                "0 <= start_communication_at <= latency",
+            ),
+        ),
+    ]
+    return pairs
+
+
+# ------------------------------------------------------------------------------------------------
+# fields of a layer's output
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Draft:
+    """What has been written of one layer's output: finished calls and subgraph blocks, plus the
+    fields of the one being written. Values are ints or strings, keyed by grammar field name."""
+
+    conditions: LayerConditions
+    edges: list[dict[str, int | str]] = field(default_factory=list)
+    blocks: list[dict[str, int | str]] = field(default_factory=list)
+
+    def edge_by_index(self, index: object) -> Mapping[str, int | str] | None:
+        for e in self.edges:
+            if e.get("id") == index:
+                return e
+        return None
+
+
+def edge_rules(d: Draft, k: int, name: str) -> list[Rule]:
+    """Rules for field `name` of the k-th call (0-based); `d.edges[k]` holds its earlier fields."""
+    c = d.conditions
+    if name == "id":
+        return [
+            Rule(
+                "E_ID_CONTINUITY",
+                IntSet.exactly(c.start_edge_id + k),
+                "ids consecutive from start_edge_id",
+            )
+        ]
+    if name == "start":
+        return [
+            Rule(
+                "E_START_BOUND",
+                IntSet.range(c.start_communication_at, UNBOUNDED),
+                "start >= start_communication_at",
+            ),
+            Rule("E_FINISH_BOUND", IntSet.range(0, c.latency), "start <= finish <= latency"),
+        ]
+    if name == "finish":
+        start = d.edges[k].get("start")
+        rules = [Rule("E_FINISH_BOUND", IntSet.range(0, c.latency), "finish <= latency")]
+        if isinstance(start, int):
+            rules.append(Rule("E_START_AFTER_FINISH", IntSet.at_least(start), "start <= finish"))
+        return rules
+    raise KeyError(f"no numeric rule for call field {name!r}")
+
+
+def block_rules(d: Draft, i: int, name: str) -> list[Rule]:
+    """Rules for numeric field `name` of the i-th subgraph block (0-based)."""
+    c = d.conditions
+    cur = d.blocks[i]
+    before = d.blocks[:i]
+    depth = c.remaining_depth
+    blocks_after = c.num_subgraphs - i - 1
+    if name == "edge":
+        ids = (
+            IntSet.range(c.start_edge_id, c.start_edge_id + len(d.edges) - 1)
+            if d.edges
+            else IntSet()
+        )
+        rules = [Rule("E_SUBGRAPH_EDGE", ids, "a subgraph block refers to a call of this layer")]
+        prev = before[-1].get("edge") if before else None
+        if isinstance(prev, int):
+            rules.append(
+                Rule(
+                    "E_SUBGRAPH_ORDER", IntSet.at_least(prev + 1), "blocks in increasing call order"
+                )
+            )
+        last = c.start_edge_id + c.num_current_edges - 1
+        rules.append(
+            Rule(
+                "E_SUBGRAPH_COUNT",
+                IntSet.range(0, last - max(blocks_after, 0)),
+                "room for the blocks still to come",
+            )
+        )
+        return rules
+    if name == "start_edge_id":
+        return [Rule("E_CHILD_START_EDGE_ID", IntSet.exactly(1), "child ids start at 1")]
+    if name == "num_edges":
+        return [Rule("E_SUBGRAPH_BUDGET", _budget(d, i), "blocks share exactly the edges left")]
+    ne = cur.get("num_edges")
+    if not isinstance(ne, int):
+        return []
+    if name == "remaining_depth":
+        rules = [
+            Rule(
+                "E_CHILD_DEPTH", IntSet.range(0, depth - 1), "child remaining_depth < this layer's"
+            ),
+            Rule(
+                "E_CHILD_INFEASIBLE",
+                depth_range(ne),
+                "child remaining_depth <= child num_edges - 1",
+            ),
+        ]
+        if _must_be_deep(d, i, ne):
+            rules.append(
+                Rule(
+                    "E_DEPTH_NOT_REACHED",
+                    IntSet.exactly(depth - 1),
+                    "one child has remaining_depth one less",
+                )
+            )
+        return rules
+    rd = cur.get("remaining_depth")
+    if not isinstance(rd, int):
+        return []
+    if name == "num_current_edges":
+        return [
+            Rule("E_CHILD_INFEASIBLE", current_edges_range(ne, rd), "child calls leave room below")
+        ]
+    if name == "num_subgraphs":
+        nce = cur.get("num_current_edges")
+        if not isinstance(nce, int):
+            return []
+        return [Rule("E_CHILD_INFEASIBLE", subgraphs_range(ne, rd, nce), "child blocks fit")]
+    parent = d.edge_by_index(cur.get("edge"))
+    p_start, p_finish = (parent or {}).get("start"), (parent or {}).get("finish")
+    if not isinstance(p_start, int) or not isinstance(p_finish, int):
+        return []
+    if name == "start_communication_at":
+        return [
+            Rule(
+                "E_CHILD_START",
+                IntSet.range(p_start, p_finish),
+                "call start <= child window start <= call finish",
+            )
+        ]
+    if name == "latency":
+        rules = [Rule("E_CHILD_LATENCY", IntSet.range(0, p_finish), "child latency <= call finish")]
+        s = cur.get("start_communication_at")
+        if isinstance(s, int):
+            rules.append(
+                Rule(
+                    "E_CHILD_INFEASIBLE", IntSet.at_least(s), "child latency >= child window start"
+                )
+            )
+        return rules
+    raise KeyError(f"no numeric rule for subgraph field {name!r}")
+
+
+def copied_value(d: Draft, i: int, name: str) -> tuple[str, str] | None:
+    """(error code, the only value allowed) for a copied field of the i-th block, if known."""
+    c = d.conditions
+    if name == "service":
+        return ("E_CHILD_SERVICE", c.service)
+    if name == "caller":
+        return ("E_CHILD_CALLER", c.start_node)
+    if name == "start_node":
+        parent = d.edge_by_index(d.blocks[i].get("edge"))
+        dm = (parent or {}).get("dm")
+        return ("E_CHILD_START_NODE", dm) if isinstance(dm, str) else None
+    raise KeyError(f"{name!r} is not a copied field")
+
+
+def _left_before(d: Draft, i: int) -> int:
+    c = d.conditions
+    used = sum(int(b["num_edges"]) for b in d.blocks[:i] if isinstance(b.get("num_edges"), int))
+    return c.num_edges - c.num_current_edges - used
+
+
+def _needs_deep(d: Draft, i: int) -> bool:
+    target = d.conditions.remaining_depth - 1
+    return target >= 0 and not any(b.get("remaining_depth") == target for b in d.blocks[:i])
+
+
+def _budget(d: Draft, i: int) -> IntSet:
+    left = _left_before(d, i)
+    depth = d.conditions.remaining_depth
+    after = d.conditions.num_subgraphs - i - 1
+    if after <= 0:
+        out = IntSet.exactly(left) & IntSet.at_least(1)
+        return out & IntSet.at_least(depth) if _needs_deep(d, i) else out
+    out = IntSet.range(1, left - after)
+    if _needs_deep(d, i):
+        # either this block is the deep one, or enough is left for a later deep one
+        out &= IntSet.at_least(depth) | IntSet.range(1, left - (after - 1) - depth)
+    return out
+
+
+def _must_be_deep(d: Draft, i: int, ne: int) -> bool:
+    if not _needs_deep(d, i):
+        return False
+    after = d.conditions.num_subgraphs - i - 1
+    rest = _left_before(d, i) - ne
+    return after <= 0 or rest < (after - 1) + d.conditions.remaining_depth

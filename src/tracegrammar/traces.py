@@ -1,0 +1,454 @@
+"""Loading real traces: Alibaba v2022 / v2021 call-graph CSV (plain or .gz) and TraceLLM-style text.
+
+`load_traces(path)` streams `CallGraph`s. CSV rows are grouped by trace id; a trace is finished
+when the file ends or when no row of it has been seen for `idle_rows` rows (Alibaba's hourly files
+are ordered by time, so a trace's rows are close together). Memory is bounded by the open traces
+in that window, never by the file.
+
+Cleaning (each step counted in the `LoadReport`, by reason):
+- calls logged twice (caller and callee side, same rpc id) are merged into one;
+- unknown names (`UNKNOWN`, `UNAVAILABLE`, `(?)`, empty) are filled from the neighbouring call
+  when the tree says what they must be (a call's source is its parent's destination); a leaf call
+  whose destination or type stays unknown is removed; a trace whose inner call stays unknown is
+  dropped;
+- a trace whose calls hang under one missing ancestor is re-rooted there (that call becomes `0`
+  from USER); one with several roots is dropped as disconnected;
+- siblings are renumbered 1, 2, ... when ids have gaps; times become integer ms from the trace's
+  first call (negative response times, a v2021 convention, are read as their magnitude);
+- a trace whose calls break time nesting (child outside its parent's interval) is dropped;
+- anything else the oracle rejects is dropped with the oracle's error code.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import io
+import math
+import re
+from collections import Counter, OrderedDict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from .types import CALL_TYPES, ROOT_ID, USER, CallGraph, Edge, rpc_parent
+
+UNKNOWN_NAMES = frozenset({"", "UNKNOWN", "UNAVAILABLE", "(?)", "NAN", "NONE", "NULL"})
+TRACE_SUFFIXES = (".csv", ".csv.gz", ".txt", ".txt.gz")
+V2021_SERVICE = "S_0"  # v2021 has no service column: its graphs share this placeholder service
+_RPC_ID_RE = re.compile(r"[0-9]+(\.[0-9]+)*")
+_MS_PADDED = re.compile(r"^MS_0+(?=[0-9])")
+_S_PADDED = re.compile(r"^S_0+(?=[0-9])")
+
+
+class TraceFormatError(ValueError):
+    """A path that cannot be read as traces. `str()` is one line naming the file and problem."""
+
+    def __init__(self, path: str | Path, problem: str) -> None:
+        super().__init__(f"{path}: {problem}")
+        self.path = str(path)
+        self.problem = problem
+
+
+@dataclass
+class LoadReport:
+    """What loading saw: counts of rows, graphs, and what was dropped or repaired, by reason."""
+
+    files: list[str] = field(default_factory=list)
+    rows: int = 0
+    traces: int = 0
+    graphs: int = 0
+    dropped: Counter[str] = field(default_factory=Counter)
+    repaired: Counter[str] = field(default_factory=Counter)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "files": self.files,
+            "rows": self.rows,
+            "traces": self.traces,
+            "graphs": self.graphs,
+            "dropped": dict(sorted(self.dropped.items())),
+            "repaired": dict(sorted(self.repaired.items())),
+        }
+
+
+@dataclass(slots=True)
+class RawCall:
+    """One logged call before cleaning; times are absolute (ms) and may be fractional."""
+
+    rpc_id: str
+    um: str | None
+    dm: str | None
+    type: str | None
+    start: float
+    finish: float
+
+
+# ------------------------------------------------------------------------------------------------
+# public entry point
+# ------------------------------------------------------------------------------------------------
+
+
+def load_traces(
+    path: str | Path,
+    *,
+    report: LoadReport | None = None,
+    dedupe: bool = False,
+    idle_rows: int = 200_000,
+) -> Iterator[CallGraph]:
+    """Yield cleaned call graphs from a trace file or a directory of them.
+
+    Raises TraceFormatError (before yielding anything from that file) when a file is empty, has no
+    trace header, or lacks a needed column, and when a directory holds no trace files.
+    """
+    report = report if report is not None else LoadReport()
+    seen: set[str] = set()
+    for file in trace_files(path):
+        report.files.append(str(file))
+        for graph in _load_file(file, report, idle_rows):
+            if dedupe:
+                digest = graph_hash(graph)
+                if digest in seen:
+                    report.dropped["duplicate_graph"] += 1
+                    continue
+                seen.add(digest)
+            report.graphs += 1
+            yield graph
+
+
+def trace_files(path: str | Path) -> list[Path]:
+    p = Path(path)
+    if not p.exists():
+        raise TraceFormatError(p, "no such file or directory")
+    if p.is_file():
+        return [p]
+    files = sorted(f for f in p.rglob("*") if f.is_file() and f.name.endswith(TRACE_SUFFIXES))
+    if not files:
+        raise TraceFormatError(p, f"directory holds no trace files ({', '.join(TRACE_SUFFIXES)})")
+    return files
+
+
+def graph_hash(graph: CallGraph) -> str:
+    """A stable (process-independent) digest of a graph's content, for de-duplication."""
+    from .encode import render_tabular
+
+    return hashlib.sha256(render_tabular(graph).encode()).hexdigest()
+
+
+# ------------------------------------------------------------------------------------------------
+# file formats
+# ------------------------------------------------------------------------------------------------
+
+
+def _open_text(path: Path) -> IO[str]:
+    try:
+        if path.name.endswith(".gz"):
+            return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
+        return open(path, encoding="utf-8", newline="")
+    except OSError as exc:
+        raise TraceFormatError(path, f"cannot open: {exc.strerror or exc}") from None
+
+
+def _load_file(path: Path, report: LoadReport, idle_rows: int) -> Iterator[CallGraph]:
+    with _open_text(path) as fh:
+        try:
+            first = fh.readline()
+        except (OSError, UnicodeDecodeError, EOFError) as exc:
+            raise TraceFormatError(path, f"not readable as text: {exc}") from None
+        if not first.strip():
+            raise TraceFormatError(path, "empty file")
+        if first.startswith("[GENERATE GRAPH]"):
+            traces: Iterable[tuple[str, str, list[RawCall], bool]] = _tracellm(fh, first, report)
+        else:
+            traces = _csv_traces(path, fh, first, report, idle_rows)
+        for service, _tid, calls, is_v2021 in traces:
+            report.traces += 1
+            graph = clean_trace(service, calls, report, abs_rt=is_v2021)
+            if graph is not None:
+                yield graph
+
+
+_V2022 = ("traceid", "timestamp", "service", "um", "dm", "rpctype", "rt")
+_V2021 = ("traceid", "timestamp", "um", "dm", "rpctype", "rt")
+
+
+def _csv_traces(
+    path: Path, fh: IO[str], header_line: str, report: LoadReport, idle_rows: int
+) -> Iterator[tuple[str, str, list[RawCall], bool]]:
+    header = [h.strip() for h in next(csv.reader([header_line]))]
+    rpc_col = "rpc_id" if "rpc_id" in header else "rpcid" if "rpcid" in header else None
+    if rpc_col is None or "traceid" not in header:
+        raise TraceFormatError(
+            path,
+            f"not a call-graph trace: header has no traceid/rpc_id ({header_line.strip()[:80]!r})",
+        )
+    is_v2021 = "service" not in header
+    missing = [c for c in (_V2021 if is_v2021 else _V2022) if c not in header]
+    if missing:
+        raise TraceFormatError(path, f"missing column {missing[0]!r}")
+    col = {name: i for i, name in enumerate(header)}
+    idx = [col[c] for c in ("traceid", "timestamp", rpc_col, "um", "dm", "rpctype", "rt")]
+    svc = col.get("service")
+    open_traces: OrderedDict[str, tuple[str, list[RawCall], int]] = OrderedDict()
+    finished: OrderedDict[str, None] = OrderedDict()
+    for lineno, row in enumerate(csv.reader(fh), start=2):
+        if not row:
+            continue
+        report.rows += 1
+        try:
+            tid, ts, rid, um, dm, typ, rt = (row[i] for i in idx)
+            service = V2021_SERVICE if svc is None else row[svc]
+            start, resp = float(ts), float(rt)
+        except (IndexError, ValueError):
+            report.dropped["malformed_row"] += 1
+            continue
+        if tid in finished:
+            report.dropped["late_row"] += 1
+            continue
+        call = RawCall(rid.strip(), _name(um), _dest(dm), _type(typ), start, start + resp)
+        if tid in open_traces:
+            entry = open_traces.pop(tid)
+            entry[1].append(call)
+            open_traces[tid] = (entry[0], entry[1], lineno)
+        else:
+            open_traces[tid] = (service, [call], lineno)
+        while open_traces:  # flush traces idle for longer than the window (oldest first)
+            oldest, (s, calls, last) = next(iter(open_traces.items()))
+            if lineno - last <= idle_rows:
+                break
+            del open_traces[oldest]
+            _remember(finished, oldest, idle_rows)
+            yield (_norm_service(s), oldest, calls, is_v2021)
+    for tid, (s, calls, _) in open_traces.items():
+        yield (_norm_service(s), tid, calls, is_v2021)
+
+
+def _remember(finished: OrderedDict[str, None], tid: str, limit: int) -> None:
+    finished[tid] = None
+    if len(finished) > limit:
+        finished.popitem(last=False)
+
+
+_TL_FIELD = re.compile(
+    r"(source|destination|type|edge_id) is ([^,)]+)|communication (starts|finishes) at (-?[0-9.]+) milliseconds"
+)
+
+
+def _tracellm(
+    fh: IO[str], first: str, report: LoadReport
+) -> Iterator[tuple[str, str, list[RawCall], bool]]:
+    """TraceLLM's tabular text: `[GENERATE GRAPH]attrs` / `<edges>` / `(k is v, ...)` / `</edges>`."""
+    service, calls, n = "", [], 0
+    lines = iter([first, *fh])
+    for line in lines:
+        line = line.strip()
+        report.rows += 1
+        if line.startswith("[GENERATE GRAPH]"):
+            if calls:
+                n += 1
+                yield (service, f"graph{n}", calls, False)
+            attrs = dict(
+                kv.split(":", 1) for kv in line[len("[GENERATE GRAPH]") :].split("/") if ":" in kv
+            )
+            service, calls = _norm_service(attrs.get("id", "")), []
+        elif line.startswith("("):
+            f: dict[str, str] = {}
+            for m in _TL_FIELD.finditer(line):
+                if m.group(1):
+                    f[m.group(1)] = m.group(2).strip()
+                else:
+                    f[m.group(3)] = m.group(4)
+            try:
+                calls.append(
+                    RawCall(
+                        f["edge_id"],
+                        _name(f["source"]),
+                        _dest(f["destination"]),
+                        _type(f["type"]),
+                        float(f["starts"]),
+                        float(f["finishes"]),
+                    )
+                )
+            except (KeyError, ValueError):
+                report.dropped["malformed_row"] += 1
+    if calls:
+        yield (service, f"graph{n + 1}", calls, False)
+
+
+def _name(value: str) -> str | None:
+    value = value.strip()
+    if value.upper() in UNKNOWN_NAMES:
+        return None
+    return _MS_PADDED.sub("MS_", value)
+
+
+def _dest(value: str) -> str | None:
+    """A destination is never the user: USER there is as unknown as UNKNOWN."""
+    name = _name(value)
+    return None if name == USER else name
+
+
+def _norm_service(value: str) -> str:
+    return _S_PADDED.sub("S_", value.strip())
+
+
+def _type(value: str) -> str | None:
+    value = value.strip().lower()
+    return value if value in CALL_TYPES else None
+
+
+# ------------------------------------------------------------------------------------------------
+# cleaning one trace
+# ------------------------------------------------------------------------------------------------
+
+
+def clean_trace(
+    service: str, calls: list[RawCall], report: LoadReport, *, abs_rt: bool = False
+) -> CallGraph | None:
+    """Turn one trace's raw calls into a valid CallGraph, or count why it was dropped."""
+    reason = _clean(service, calls, report, abs_rt)
+    if isinstance(reason, str):
+        report.dropped[reason] += 1
+        return None
+    from .oracle import check
+
+    problems = check(reason)
+    if problems:
+        report.dropped[f"oracle:{problems[0].code}"] += 1
+        return None
+    return reason
+
+
+def _clean(service: str, calls: list[RawCall], report: LoadReport, abs_rt: bool) -> CallGraph | str:
+    if not re.fullmatch(r"S_[0-9]+", service):
+        return "bad_service"
+    if any(not _RPC_ID_RE.fullmatch(c.rpc_id) for c in calls):
+        return "bad_rpc_id"
+    for c in calls:
+        if c.finish < c.start:
+            if not abs_rt:
+                return "negative_rt"
+            c.finish = c.start + (c.start - c.finish)
+            report.repaired["negative_rt_abs"] += 1
+    merged = _merge_duplicates(calls, report)
+    if isinstance(merged, str):
+        return merged
+    by_id = _reroot(merged, report)
+    if isinstance(by_id, str):
+        return by_id
+    problem = _fill_names(by_id, report)
+    if problem:
+        return problem
+    by_id = _renumber(by_id, report)
+    if not by_id:
+        return "empty"
+    t0 = min(c.start for c in by_id.values())
+    edges = []
+    for rid, c in by_id.items():
+        start = _round(c.start - t0)
+        finish = max(start, _round(c.finish - t0))
+        edges.append(Edge(rid, c.um or "", c.dm or "", c.type or "", start, finish))
+    graph = CallGraph(service, tuple(edges))
+    if not _times_nest(graph):
+        return "inconsistent_times"
+    return graph
+
+
+def _round(x: float) -> int:
+    return math.floor(x + 0.5)
+
+
+def _merge_duplicates(calls: list[RawCall], report: LoadReport) -> dict[str, RawCall] | str:
+    by_id: dict[str, RawCall] = {}
+    for c in calls:
+        have = by_id.get(c.rpc_id)
+        if have is None:
+            by_id[c.rpc_id] = RawCall(c.rpc_id, c.um, c.dm, c.type, c.start, c.finish)
+            continue
+        report.repaired["merged_duplicate_row"] += 1
+        for attr in ("um", "dm", "type"):
+            mine, theirs = getattr(have, attr), getattr(c, attr)
+            if mine is None:
+                setattr(have, attr, theirs)
+            elif theirs is not None and theirs != mine:
+                return f"conflicting_duplicate_{attr}"
+        have.start = min(have.start, c.start)
+        have.finish = max(have.finish, c.finish)
+    return by_id
+
+
+def _reroot(by_id: dict[str, RawCall], report: LoadReport) -> dict[str, RawCall] | str:
+    roots = [rid for rid in by_id if rpc_parent(rid) not in by_id]
+    if len(roots) != 1:
+        return "disconnected"
+    root = roots[0]
+    if root != ROOT_ID:
+        report.repaired["rerooted"] += 1
+        cut = len(root)
+        by_id = {ROOT_ID + rid[cut:]: c for rid, c in by_id.items()}
+    top = by_id[ROOT_ID]
+    if top.um != USER:
+        report.repaired["root_source_set_to_USER"] += 1
+        top.um = USER
+    return by_id
+
+
+def _fill_names(by_id: dict[str, RawCall], report: LoadReport) -> str | None:
+    kids: dict[str, list[str]] = {}
+    for rid in by_id:
+        parent = rpc_parent(rid)
+        if parent is not None:
+            kids.setdefault(parent, []).append(rid)
+    for rid, c in by_id.items():  # a call's source is its parent's destination, and back
+        parent = rpc_parent(rid)
+        if parent is None:
+            continue
+        p = by_id[parent]
+        if c.um is None and p.dm is not None:
+            c.um = p.dm
+            report.repaired["source_from_parent"] += 1
+        elif p.dm is None and c.um is not None:
+            p.dm = c.um
+            report.repaired["destination_from_child"] += 1
+        elif c.um is not None and p.dm is not None and c.um != p.dm:
+            return "source_mismatch"
+    for rid in list(by_id):
+        c = by_id[rid]
+        if c.dm is None or c.type is None or c.um is None:
+            if rid in kids or rid == ROOT_ID:
+                return "unknown_name" if c.type is not None else "unknown_type"
+            del by_id[rid]
+            report.repaired["removed_unknown_leaf"] += 1
+    return None
+
+
+def _renumber(by_id: dict[str, RawCall], report: LoadReport) -> dict[str, RawCall]:
+    """Children of every call become 1, 2, ... in their original order."""
+    kids: dict[str | None, list[str]] = {}
+    for rid in by_id:
+        kids.setdefault(rpc_parent(rid), []).append(rid)
+    out: dict[str, RawCall] = {}
+
+    def walk(old: str, new: str) -> None:
+        out[new] = by_id[old]
+        children = sorted(kids.get(old, []), key=lambda r: int(r.rsplit(".", 1)[1]))
+        for n, child in enumerate(children, start=1):
+            walk(child, f"{new}.{n}")
+
+    if ROOT_ID in by_id:
+        walk(ROOT_ID, ROOT_ID)
+    if any(a != b for a, b in zip(sorted(out), sorted(by_id), strict=False)) or len(out) != len(
+        by_id
+    ):
+        report.repaired["renumbered_ids"] += 1
+    return out
+
+
+def _times_nest(g: CallGraph) -> bool:
+    for e in g.edges:
+        parent = g.by_id.get(e.parent_id) if e.parent_id else None
+        if parent is not None and (e.start < parent.start or e.finish > parent.finish):
+            return False
+    return True
