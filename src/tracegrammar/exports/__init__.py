@@ -1,0 +1,84 @@
+"""Exports of call graphs to trace formats other tools read, and pictures of graphs.
+
+`render(graphs, fmt)` gives the text of one document holding all the graphs; `write(graphs, path,
+fmt)` writes it atomically (an interrupted run leaves no half-written file). Formats:
+
+- `jsonl`: the project's own JSON Lines (`tracegrammar.io`);
+- `alibaba-csv`: Alibaba v2022 MSCallGraph CSV, re-loadable by `tracegrammar.load_traces`;
+- `otlp-json`: an OTLP/JSON ExportTraceServiceRequest (POST it to a collector's /v1/traces);
+- `jaeger-json`: the Jaeger UI / query-API JSON (`{"data": [...]}`, "JSON File" upload);
+- `zipkin-json`: a Zipkin v2 span list (POST it to /api/v2/spans).
+
+Generated graphs carry times relative to their root call; trace formats need wall-clock times, so
+every graph's root starts at `base_epoch_ns` (default 2024-01-01T00:00:00Z, never 0).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from ..io import atomic_writer
+from ..types import CallGraph
+from ._spans import DEFAULT_BASE_EPOCH_NS, check_base
+
+FORMATS: tuple[str, ...] = ("jsonl", "alibaba-csv", "otlp-json", "jaeger-json", "zipkin-json")
+
+__all__ = ["DEFAULT_BASE_EPOCH_NS", "FORMATS", "render", "write"]
+
+
+def render(
+    graphs: Iterable[CallGraph] | CallGraph,
+    fmt: str,
+    *,
+    base_epoch_ns: int = DEFAULT_BASE_EPOCH_NS,
+) -> str:
+    """The whole export as text. A single CallGraph is accepted as a one-graph sequence."""
+    renderer = _renderer(fmt)
+    check_base(base_epoch_ns)
+    items = [graphs] if isinstance(graphs, CallGraph) else list(graphs)
+    return renderer(items, base_epoch_ns)
+
+
+def write(
+    graphs: Iterable[CallGraph] | CallGraph,
+    path: str | Path,
+    fmt: str,
+    *,
+    base_epoch_ns: int = DEFAULT_BASE_EPOCH_NS,
+) -> None:
+    """Render first, then write atomically: a failure in either leaves `path` untouched."""
+    text = render(graphs, fmt, base_epoch_ns=base_epoch_ns)
+    with atomic_writer(path) as fh:
+        fh.write(text)
+
+
+def _renderer(fmt: str) -> Callable[[list[CallGraph], int], str]:
+    """Imports lazily, so using one format does not load the others' dependencies (protobuf)."""
+    if fmt == "jsonl":
+        return _jsonl
+    if fmt == "alibaba-csv":
+        from .alibaba_csv import render_csv
+
+        return render_csv
+    if fmt == "otlp-json":
+        from .otlp import render_otlp
+
+        return render_otlp
+    if fmt == "jaeger-json":
+        from .jaeger import render_jaeger
+
+        return render_jaeger
+    if fmt == "zipkin-json":
+        from .zipkin import render_zipkin
+
+        return render_zipkin
+    raise ValueError(f"unknown export format {fmt!r} (known: {', '.join(FORMATS)})")
+
+
+def _jsonl(graphs: list[CallGraph], _base_epoch_ns: int) -> str:
+    import json
+
+    from ..io import graph_to_dict
+
+    return "".join(json.dumps(graph_to_dict(g), separators=(",", ":")) + "\n" for g in graphs)
