@@ -1,0 +1,7 @@
+"""`python -m tracegrammar.training --data ... --out ...`: the `train` command on its own."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

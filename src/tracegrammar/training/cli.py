@@ -1,0 +1,98 @@
+"""`tracegrammar train`: the argparse side of LoRA fine-tuning.
+
+`register_train(parser)` fills a sub-command parser (the main CLI wires it in); `main(argv)` runs
+it standalone (`python -m tracegrammar.training ...`), with the same one-line errors and exit
+code 2 as the main CLI. Flags override the `--config` YAML, which overrides `TrainConfig`'s
+defaults.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .datasets import FORMATS
+
+if TYPE_CHECKING:  # torch-free either way, but keep `--help` from importing the trainer
+    from .lora import TrainConfig
+
+
+def register_train(p: argparse.ArgumentParser) -> None:
+    p.description = "LoRA fine-tune a base model on call-graph samples (resumes automatically)."
+    p.add_argument("--data", nargs="+", metavar="PATH", help="trace files or folders")
+    p.add_argument("--out", required=True, metavar="DIR", help="adapter and checkpoint folder")
+    p.add_argument("--config", metavar="YAML", help="recipe, e.g. training/default.yaml")
+    p.add_argument("--base", metavar="MODEL_DIR", help="local HF model (default: embedded SmolLM2)")
+    p.add_argument("--format", choices=FORMATS, help="sample format (mix: layer + layer_instruct)")
+    p.add_argument("--max-steps", type=int, metavar="N", help="optimizer steps (overrides epochs)")
+    p.add_argument("--epochs", type=float, metavar="X")
+    p.add_argument("--batch-size", type=int, metavar="N", help="samples per optimizer step")
+    p.add_argument("--micro-batch-size", type=int, metavar="N", help="samples per forward pass")
+    p.add_argument("--lr", type=float)
+    p.add_argument("--max-length", type=int, metavar="TOKENS")
+    p.add_argument(
+        "--skip-long", action="store_true", default=None, help="skip, not fail on, long samples"
+    )
+    p.add_argument("--eval-every", type=int, metavar="N")
+    p.add_argument("--save-every", type=int, metavar="N", help="checkpoint interval (steps)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    p.add_argument("--stop-after", type=int, metavar="N", help="stop this session after N steps")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The YAML (or the defaults) with every given flag on top."""
+    from .lora import TrainConfig
+
+    cfg = TrainConfig.from_yaml(args.config) if args.config else TrainConfig()
+    data = tuple(str(Path(d).resolve()) for d in args.data) if args.data else None
+    base = str(Path(args.base).resolve()) if args.base else None
+    return cfg.override(
+        data=data,
+        base=base,
+        format=args.format,
+        max_steps=args.max_steps,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        micro_batch_size=args.micro_batch_size,
+        lr=args.lr,
+        max_length=args.max_length,
+        skip_long=args.skip_long,
+        eval_every=args.eval_every,
+        save_every=args.save_every,
+        seed=args.seed,
+        device=args.device,
+        progress=False if args.no_progress else None,
+    )
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .lora import train
+
+    result = train(config_from_args(args), args.out, stop_after=args.stop_after)
+    state = "finished" if result.finished else "stopped (resume with the same command)"
+    print(f"{result.out}: {state} at step {result.steps} of {result.total_steps}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="tracegrammar train")
+    register_train(parser)
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, FileNotFoundError) as exc:  # TrainError, ModelError, SampleTooLong ...
+        print(f"tracegrammar: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("tracegrammar: interrupted (resume with the same command)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
