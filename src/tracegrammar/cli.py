@@ -47,24 +47,26 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--format", default="layer", choices=("layer", "layer_instruct", "tabular"))
     show.set_defaults(func=cmd_data_show)
 
-    for name, register in _EXTRA_COMMANDS:
-        register(sub.add_parser(name, help=_HELP[name]))
+    for name, help_text, register in _commands():
+        register(sub.add_parser(name, help=help_text))
     return p
 
 
-_HELP: dict[str, str] = {}
-_EXTRA_COMMANDS: list[tuple[str, Callable[[argparse.ArgumentParser], None]]] = []
+def _commands() -> list[tuple[str, str, Callable[[argparse.ArgumentParser], None]]]:
+    """The other commands; each module imports its heavy dependencies only when run."""
+    from .eval_cli import register_baseline, register_eval
+    from .exports.cli import register_draw, register_export
+    from .generate_cli import register_generate
+    from .training.cli import register_train
 
-
-def command(name: str, help: str) -> Callable:
-    """Register a top-level command defined in another module (keeps heavy imports lazy)."""
-
-    def deco(fn: Callable[[argparse.ArgumentParser], None]) -> Callable:
-        _HELP[name] = help
-        _EXTRA_COMMANDS.append((name, fn))
-        return fn
-
-    return deco
+    return [
+        ("generate", "generate call graphs (constrained by default)", register_generate),
+        ("train", "LoRA fine-tuning on layer samples", register_train),
+        ("eval", "fidelity metrics of synthetic graphs against real ones", register_eval),
+        ("baseline", "fit the probabilistic baseline and sample from it", register_baseline),
+        ("export", "convert graphs to another trace format", register_export),
+        ("draw", "draw one call graph (PNG or SVG)", register_draw),
+    ]
 
 
 def histogram(values: Sequence[int]) -> dict[int, int]:

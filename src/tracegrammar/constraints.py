@@ -9,9 +9,9 @@ import re
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-SERVICE_RE = re.compile(r"S_[0-9]+")
+SERVICE_RE = re.compile(r"S_(0|[1-9][0-9]*)")
 #: A microservice name: Alibaba v2022 `MS_<n>` or a v2021 64-hex hash.
-MS_RE = re.compile(r"MS_[0-9]+|[0-9a-f]{64}")
+MS_RE = re.compile(r"MS_(0|[1-9][0-9]*)|[0-9a-f]{64}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +49,7 @@ class Constraints:
 def validate(c: Constraints) -> None:
     """Raise ValueError naming the first field whose value no valid call graph can have."""
     if not isinstance(c.service, str) or not SERVICE_RE.fullmatch(c.service):
-        raise ValueError(f"service must look like S_<digits>, got {c.service!r}")
+        raise ValueError(f"service must look like S_<digits> (no leading zeros), got {c.service!r}")
     for name in ("num_edges", "depth", "latency"):
         value = getattr(c, name)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool)):

@@ -226,6 +226,23 @@ def parse_layer_text(text: str, fmt: str = "layer") -> ParsedLayer:
     )
 
 
+def parse_layer_output(text: str, fmt: str = "layer") -> ParsedLayer:
+    """Parse a layer's output alone (from `<edges>` to `</layer>`); conditions are left empty."""
+    _check_layer_format(fmt)
+    p_edges, p_scratch, p_subgraphs = _parse(fmt, text, start="layer_output").children
+    return ParsedLayer(
+        conditions={},
+        edges=tuple(p_edges.children),
+        subgraphs=tuple(p_subgraphs.children),
+        scratch=p_scratch.children[0] if p_scratch.children else None,
+    )
+
+
+def parse_tabular_output(text: str) -> tuple[Edge, ...]:
+    """Parse the rows of a tabular graph (everything after the header line)."""
+    return tuple(_parse("tabular", text, start="graph_output").children[0].children)
+
+
 def parse_layer(text: str, fmt: str = "layer") -> Layer:
     return parse_layer_text(text, fmt).to_layer()
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from .types import LayerConditions
+from .types import USER, LayerConditions
 
 #: Larger than any time or count a layer can hold; stands for "no upper bound".
 UNBOUNDED = 10**15
@@ -219,7 +219,7 @@ def edge_rules(d: Draft, k: int, name: str) -> list[Rule]:
             )
         ]
     if name == "start":
-        return [
+        rules = [
             Rule(
                 "E_START_BOUND",
                 IntSet.range(c.start_communication_at, UNBOUNDED),
@@ -227,6 +227,9 @@ def edge_rules(d: Draft, k: int, name: str) -> list[Rule]:
             ),
             Rule("E_FINISH_BOUND", IntSet.range(0, c.latency), "start <= finish <= latency"),
         ]
+        if c.start_node == USER:  # the root layer: its one call is the trace's first
+            rules.append(Rule("E_ROOT_START", IntSet.exactly(0), "the root call starts at 0"))
+        return rules
     if name == "finish":
         start = d.edges[k].get("start")
         rules = [Rule("E_FINISH_BOUND", IntSet.range(0, c.latency), "finish <= latency")]

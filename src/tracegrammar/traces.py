@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from .constraints import SERVICE_RE
 from .types import CALL_TYPES, ROOT_ID, USER, CallGraph, Edge, rpc_parent
 
 UNKNOWN_NAMES = frozenset({"", "UNKNOWN", "UNAVAILABLE", "(?)", "NAN", "NONE", "NULL"})
@@ -322,7 +323,7 @@ def clean_trace(
 
 
 def _clean(service: str, calls: list[RawCall], report: LoadReport, abs_rt: bool) -> CallGraph | str:
-    if not re.fullmatch(r"S_[0-9]+", service):
+    if not SERVICE_RE.fullmatch(service):
         return "bad_service"
     if any(not _RPC_ID_RE.fullmatch(c.rpc_id) for c in calls):
         return "bad_rpc_id"

@@ -155,7 +155,9 @@ def _with_adapter(model: Any, base: Path, adapter: Path) -> Any:
     try:
         return PeftModel.from_pretrained(model, adapter)
     except (RuntimeError, ValueError, KeyError) as exc:
-        raise ModelError(f"{adapter}: does not fit base {base}: {str(exc).splitlines()[0]}") from None
+        raise ModelError(
+            f"{adapter}: does not fit base {base}: {str(exc).splitlines()[0]}"
+        ) from None
 
 
 def base_shape(model: Any) -> tuple[int, int, int]:

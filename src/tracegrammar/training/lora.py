@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from ..decoding.models import ADAPTER_META, ModelError, base_shape, default_model_dir, load_model
+from ..decoding.prior import PRIOR_FILE, Prior
 from ..traces import graph_hash, load_traces
 from ..types import CallGraph
 from .datasets import (
@@ -785,6 +786,8 @@ def _finish(run: _Run, state: _State) -> None:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     write_loss_csv(run.out / LOSS_CSV, state.history)
+    # unset graph attributes at generation time are drawn from the training graphs' shapes
+    Prior.from_graphs(run.plan.graphs).save(run.out / PRIOR_FILE)
     try:
         plot_loss(run.out / LOSS_PNG, state.history)
     except ImportError:  # a long run must not fail at the end for want of a plot

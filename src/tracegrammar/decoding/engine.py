@@ -1,0 +1,208 @@
+"""The constrained decoding engine: grammar (llguidance, through outlines' CFG path) intersected
+with the numeric rules (tracegrammar.rules, followed by the scanner).
+
+- `Engine` is compiled once per (model, tokenizer): the llguidance tokenizer, the token tables and
+  a cache of per-request grammars. It is immutable after construction and shared by all requests.
+- `LayerSession` is the small per-sequence state: one llguidance matcher, one field scanner.
+  `mask()` gives the allowed next tokens, `forced()` appends every token that is the only
+  continuation (keywords, ids, copied fields, the scratch pad) without sampling.
+- `LayerLogitsProcessor` wraps sessions as a transformers `LogitsProcessor`, for people who want
+  the constraint inside their own `model.generate` call.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any
+
+import llguidance
+import llguidance.torch
+import torch
+from transformers import LogitsProcessor
+
+from ..reference import Reference
+from ..types import LayerConditions
+from .requests import layer_grammar
+from .scanner import FieldScanner, FreeScanner
+from .tokens import TokenTable
+
+
+class EngineError(RuntimeError):
+    """The engine reached a state it promises never to reach (a dead end, a rejected token)."""
+
+
+_BIT = torch.arange(32, dtype=torch.int32)
+
+
+class Engine:
+    """Per-(model, tokenizer) compiled state, shared by every request."""
+
+    def __init__(self, model: Any, tokenizer: Any, *, grammar_cache_size: int = 512) -> None:
+        import outlines
+        from outlines.backends.llguidance import LLGuidanceBackend
+
+        vocab = int(model.config.vocab_size) if model is not None else len(tokenizer)
+        # The grammar goes through outlines' CFG path: its llguidance backend owns the tokenizer
+        # translation and the grammar spec; we drive the matchers it describes ourselves so that
+        # forced tokens can skip the model.
+        self._backend = LLGuidanceBackend(outlines.from_transformers(_unwrap(model), tokenizer))
+        self.tokenizer = tokenizer
+        self.table = TokenTable.build(tokenizer, vocab)
+        self.vocab_size = vocab
+        self._specs: OrderedDict[str, Any] = OrderedDict()
+        self._cache_size = grammar_cache_size
+
+    @property
+    def llg_tokenizer(self) -> Any:
+        return self._backend.llg_tokenizer
+
+    def spec(self, grammar: str) -> Any:
+        """The compiled grammar spec for `grammar` (cached, validated once)."""
+        hit = self._specs.get(grammar)
+        if hit is not None:
+            self._specs.move_to_end(grammar)
+            return hit
+        spec = self._backend.get_cfg_logits_processor(grammar).grammar
+        error = llguidance.LLMatcher.validate_grammar(
+            llguidance.LLMatcher.grammar_from_lark(spec) if isinstance(spec, str) else spec
+        )
+        if error:  # a matcher would not raise, only enter an error state: check first
+            raise EngineError(f"invalid layer grammar: {error}")
+        self._specs[grammar] = spec
+        if len(self._specs) > self._cache_size:
+            self._specs.popitem(last=False)
+        return spec
+
+    def session(
+        self, cond: LayerConditions, fmt: str = "layer", reference: Reference | None = None
+    ) -> LayerSession:
+        return LayerSession(self, cond, self.spec(layer_grammar(cond, fmt, reference)))
+
+    def free_session(self, grammar: str, cond: LayerConditions) -> LayerSession:
+        """A session under `grammar` alone, with no numeric rules (the tabular format)."""
+        session = LayerSession(self, cond, self.spec(grammar))
+        session.scanner = FreeScanner(cond)
+        return session
+
+    def unpack(self, bitmask: torch.Tensor) -> torch.Tensor:
+        """llguidance's packed int32 bitmask row -> bool[vocab]."""
+        bits = (bitmask.unsqueeze(-1) >> _BIT) & 1
+        return bits.reshape(-1)[: self.vocab_size].bool()
+
+
+def _unwrap(model: Any) -> Any:
+    """outlines wants a transformers model; a peft model wraps one."""
+    base = getattr(model, "get_base_model", None)
+    return base() if callable(base) else model
+
+
+class LayerSession:
+    """One layer being written under the grammar and the numeric rules."""
+
+    def __init__(self, engine: Engine, cond: LayerConditions, spec: Any) -> None:
+        self.engine = engine
+        self.conditions = cond
+        grammar = llguidance.LLMatcher.grammar_from_lark(spec) if isinstance(spec, str) else spec
+        self.matcher = llguidance.LLMatcher(engine.llg_tokenizer, grammar, log_level=0)
+        if self.matcher.is_error():
+            raise EngineError(f"matcher failed: {self.matcher.get_error()}")
+        self.scanner = FieldScanner(cond)
+        self.tokens: list[int] = []
+        self._bitmask = llguidance.torch.allocate_token_bitmask(1, engine.llg_tokenizer.vocab_size)
+        self._mask: torch.Tensor | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.matcher.is_accepting()
+
+    @property
+    def text(self) -> str:
+        return "".join(self.engine.table.strings[t] for t in self.tokens)
+
+    def mask(self) -> torch.Tensor:
+        """bool[vocab]: tokens allowed next by the grammar and by the numeric rules."""
+        if self._mask is None:
+            llguidance.torch.fill_next_token_bitmask(self.matcher, self._bitmask, 0)
+            grammar = self.engine.unpack(self._bitmask[0])
+            self._mask = grammar & self.engine.table.mask(self.scanner)
+            if not bool(self._mask.any()):
+                raise EngineError(
+                    f"dead end after {self.text!r} (field {self.scanner.field!r}, "
+                    f"value {self.scanner.buf!r}, allowed {self.scanner.target!r})"
+                )
+        return self._mask
+
+    def consume(self, token: int) -> None:
+        if not self.matcher.consume_token(token):
+            raise EngineError(f"grammar rejected token {token} after {self.text!r}")
+        self.scanner.feed(self.engine.table.strings[token])
+        self.tokens.append(token)
+        self._mask = None
+
+    def forced(self) -> list[int]:
+        """Append and return every token that is the only allowed continuation."""
+        out: list[int] = []
+        table = self.engine.table
+        while not self.done:
+            progressed = False
+            for tok in self.matcher.compute_ff_tokens():
+                if not table.allows(self.scanner, tok):
+                    break
+                self.consume(tok)
+                out.append(tok)
+                progressed = True
+            if progressed:
+                continue
+            allowed = self.mask().nonzero()
+            if len(allowed) != 1:
+                break
+            tok = int(allowed[0])
+            self.consume(tok)
+            out.append(tok)
+        return out
+
+
+class LayerLogitsProcessor(LogitsProcessor):
+    """A transformers LogitsProcessor that constrains every row of a batch to one valid layer.
+
+    Use it with `model.generate(prompt_ids, logits_processor=[proc])` where the prompt is the
+    layer prompt (`tracegrammar.encode.render_layer_prompt(conditions)`); the tokens after
+    `prompt_length` are the layer's output. Stop generation when `proc.done` (or on EOS).
+    """
+
+    def __init__(
+        self,
+        conditions: LayerConditions,
+        engine: Engine,
+        prompt_length: int,
+        *,
+        fmt: str = "layer",
+        reference: Reference | None = None,
+    ) -> None:
+        self.conditions = conditions
+        self.engine = engine
+        self.prompt_length = prompt_length
+        self.fmt = fmt
+        self.reference = reference
+        self.sessions: list[LayerSession] = []
+
+    @property
+    def done(self) -> bool:
+        return bool(self.sessions) and all(s.done for s in self.sessions)
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        while len(self.sessions) < input_ids.shape[0]:
+            self.sessions.append(self.engine.session(self.conditions, self.fmt, self.reference))
+        eos = self.engine.tokenizer.eos_token_id
+        for row, session in enumerate(self.sessions):
+            for tok in input_ids[row, self.prompt_length + len(session.tokens) :].tolist():
+                if not session.done:
+                    session.consume(int(tok))
+            if session.done:
+                allowed = torch.zeros(scores.shape[-1], dtype=torch.bool)
+                allowed[eos] = True  # the layer is complete: only end-of-sequence remains
+            else:
+                allowed = session.mask()
+            scores[row, : allowed.shape[0]][~allowed.to(scores.device)] = float("-inf")
+            scores[row, allowed.shape[0] :] = float("-inf")
+        return scores

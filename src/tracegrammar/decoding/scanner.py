@@ -1,0 +1,114 @@
+"""Follows a layer's output character by character and knows which field is being written.
+
+The layer grammar writes every value as `key:value` (see grammars/layer.lark), so the scanner
+needs no copy of the grammar: a key is the identifier before a `:`, a value runs to the next
+space, `)`, `>` or newline. `id:` opens a call, `edge:` opens a subgraph block. The values written
+so far form a `rules.Draft`, from which `tracegrammar.rules` answers what the current field may be.
+Torch-free.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..rules import (
+    BLOCK_COPY_FIELDS,
+    BLOCK_INT_FIELDS,
+    EDGE_INT_FIELDS,
+    Draft,
+    IntSet,
+    allowed,
+    block_rules,
+    copied_value,
+    edge_rules,
+)
+from ..types import LayerConditions
+
+TERMINATORS = frozenset(" )>\n,")
+_IDENT = frozenset("abcdefghijklmnopqrstuvwxyz_")
+
+
+@dataclass
+class FieldScanner:
+    """Scanner state for one layer output. `feed()` text as it is generated."""
+
+    conditions: LayerConditions
+    draft: Draft = field(init=False)
+    section: str | None = None  # "edge" or "block": where the current key belongs
+    key: str = ""  # identifier characters seen since the last non-identifier
+    field: str | None = None  # the field whose value is being written
+    buf: str = ""  # its characters so far
+    #: what the current field may be: an IntSet, the one string it must copy, or None (free)
+    target: IntSet | str | None = None
+
+    def __post_init__(self) -> None:
+        self.draft = Draft(self.conditions)
+
+    def copy(self) -> FieldScanner:
+        twin = FieldScanner.__new__(FieldScanner)
+        twin.conditions = self.conditions
+        twin.draft = Draft(
+            self.conditions,
+            [dict(e) for e in self.draft.edges],
+            [dict(b) for b in self.draft.blocks],
+        )
+        twin.section, twin.key, twin.field = self.section, self.key, self.field
+        twin.buf, twin.target = self.buf, self.target
+        return twin
+
+    def feed(self, text: str) -> None:
+        for ch in text:
+            self._step(ch)
+
+    def _step(self, ch: str) -> None:
+        if self.field is not None:
+            if ch not in TERMINATORS:
+                self.buf += ch
+                return
+            self._commit()
+        if ch == ":" and self.key:
+            self._open(self.key)
+            self.key = ""
+        elif ch in _IDENT:
+            self.key += ch
+        else:
+            self.key = ""
+
+    def _open(self, name: str) -> None:
+        if name == "id":
+            self.section = "edge"
+            self.draft.edges.append({})
+        elif name == "edge":
+            self.section = "block"
+            self.draft.blocks.append({})
+        self.field, self.buf = name, ""
+        self.target = self._target(name)
+
+    def _target(self, name: str) -> IntSet | str | None:
+        d = self.draft
+        if self.section == "edge" and name in EDGE_INT_FIELDS:
+            return allowed(edge_rules(d, len(d.edges) - 1, name))
+        if self.section == "block" and name in BLOCK_INT_FIELDS:
+            return allowed(block_rules(d, len(d.blocks) - 1, name))
+        if self.section == "block" and name in BLOCK_COPY_FIELDS:
+            expected = copied_value(d, len(d.blocks) - 1, name)
+            return expected[1] if expected else None
+        return None
+
+    def _commit(self) -> None:
+        name, raw = self.field, self.buf
+        assert name is not None
+        value: int | str = raw
+        if name in EDGE_INT_FIELDS or name in BLOCK_INT_FIELDS:
+            value = int(raw) if raw.isdigit() else raw
+        items = self.draft.edges if self.section == "edge" else self.draft.blocks
+        if items:
+            items[-1][name] = value
+        self.field, self.buf, self.target = None, "", None
+
+
+class FreeScanner(FieldScanner):
+    """A scanner that constrains nothing: for grammars without numeric rules (tabular)."""
+
+    def _target(self, name: str) -> IntSet | str | None:
+        return None

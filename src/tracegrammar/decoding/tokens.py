@@ -1,0 +1,116 @@
+"""Per-tokenizer tables, built once per process and shared by every request.
+
+Every digit of the default tokenizer is its own token, so a number is written digit by digit and
+can be kept inside an integer set exactly. Tokens that would mix digits with other characters
+(none exist in the default vocabulary) are never allowed, and neither are tokens that continue
+past a `:` (the grammar's key/value separator) so the scanner always sees a value start cleanly.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from ..rules import IntSet
+from .scanner import TERMINATORS, FieldScanner
+
+DIGITS = "0123456789"
+
+
+@dataclass
+class TokenTable:
+    """Token strings and the masks the numeric processor combines."""
+
+    strings: list[str]
+    vocab_size: int
+    digit_ids: list[int]  # token id of "0".."9"
+    nondigit: torch.Tensor  # bool[V]: token has no ASCII digit and is allowed at all
+    terminator_start: torch.Tensor  # bool[V]: nondigit tokens whose first char ends a value
+    allowed_base: torch.Tensor  # bool[V]: every token the numeric processor ever allows
+    by_string: dict[str, list[int]] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, tokenizer: Any, vocab_size: int | None = None) -> TokenTable:
+        n = vocab_size or len(tokenizer)
+        strings = [tokenizer.decode([i]) for i in range(len(tokenizer))]
+        strings += [""] * (n - len(strings))  # model rows beyond the tokenizer: never allowed
+        digit_ids = []
+        for d in DIGITS:
+            ids = tokenizer.encode(d, add_special_tokens=False)
+            if len(ids) != 1:
+                raise ValueError(f"tokenizer writes digit {d!r} as {len(ids)} tokens; need one")
+            digit_ids.append(ids[0])
+        special = set(getattr(tokenizer, "all_special_ids", []) or [])
+        nondigit = torch.zeros(n, dtype=torch.bool)
+        term = torch.zeros(n, dtype=torch.bool)
+        base = torch.zeros(n, dtype=torch.bool)
+        by_string: dict[str, list[int]] = defaultdict(list)
+        for i, s in enumerate(strings):
+            if not s or i in special:
+                continue
+            has_digit = any(c in DIGITS for c in s)
+            colon_tail = ":" in s and not s.endswith(":")
+            if has_digit and len(s) != 1:
+                continue
+            if colon_tail:
+                continue
+            base[i] = True
+            by_string[s].append(i)
+            if not has_digit:
+                nondigit[i] = True
+                term[i] = s[0] in TERMINATORS
+        for d in digit_ids:
+            base[d] = True
+        return cls(strings, n, digit_ids, nondigit, term, base, dict(by_string))
+
+    # -- masks ----------------------------------------------------------------------------------
+
+    def mask(self, scanner: FieldScanner) -> torch.Tensor:
+        """bool[V]: the tokens the numeric rules allow next, given what the scanner has seen."""
+        target = scanner.target
+        if scanner.field is None or target is None:
+            return self.allowed_base
+        if isinstance(target, IntSet):
+            return self._int_mask(target, scanner.buf)
+        return self._copy_mask(target, scanner.buf)
+
+    def _int_mask(self, target: IntSet, buf: str) -> torch.Tensor:
+        out = torch.zeros(self.vocab_size, dtype=torch.bool)
+        if buf != "0":
+            for d, tid in zip(DIGITS, self.digit_ids, strict=True):
+                if target.admits_prefix(buf + d):
+                    out[tid] = True
+        if buf and buf.isdigit() and int(buf) in target:
+            out |= self.nondigit
+        return out
+
+    def _copy_mask(self, target: str, buf: str) -> torch.Tensor:
+        out = torch.zeros(self.vocab_size, dtype=torch.bool)
+        if not target.startswith(buf):
+            return out
+        rest = target[len(buf) :]
+        for k in range(1, len(rest) + 1):
+            for tid in self.by_string.get(rest[:k], ()):
+                out[tid] = True
+        if not rest:
+            out |= self.terminator_start
+        return out
+
+    def allows(self, scanner: FieldScanner, tid: int) -> bool:
+        """Scalar version of `mask(scanner)[tid]` (for forced tokens; tested to agree)."""
+        if not bool(self.allowed_base[tid]):
+            return False
+        target, buf, s = scanner.target, scanner.buf, self.strings[tid]
+        if scanner.field is None or target is None:
+            return True
+        if isinstance(target, IntSet):
+            if len(s) == 1 and s in DIGITS:
+                return buf != "0" and target.admits_prefix(buf + s)
+            return bool(buf) and buf.isdigit() and int(buf) in target
+        if not target.startswith(buf):
+            return False
+        rest = target[len(buf) :]
+        return (bool(rest) and rest.startswith(s)) or (not rest and s[0] in TERMINATORS)
