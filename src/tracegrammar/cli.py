@@ -54,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _commands() -> list[tuple[str, str, Callable[[argparse.ArgumentParser], None]]]:
     """The other commands; each module imports its heavy dependencies only when run."""
+    from .benchmark import register_bench
     from .eval_cli import register_baseline, register_eval
     from .exports.cli import register_draw, register_export
     from .generate_cli import register_generate
@@ -66,6 +67,7 @@ def _commands() -> list[tuple[str, str, Callable[[argparse.ArgumentParser], None
         ("baseline", "fit the probabilistic baseline and sample from it", register_baseline),
         ("export", "convert graphs to another trace format", register_export),
         ("draw", "draw one call graph (PNG or SVG)", register_draw),
+        ("bench", "benchmarks (validity over the papers' grid)", register_bench),
     ]
 
 

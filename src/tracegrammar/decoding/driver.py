@@ -215,6 +215,31 @@ def run_generation(
     return decoder.run(requests, shapes, seed, fmt, progress)
 
 
+def complete_layers(
+    conditions: Sequence[LayerConditions],
+    model: LoadedModel | str | None = None,
+    *,
+    constrained: bool = True,
+    fmt: str = "layer",
+    temperature: float = 0.8,
+    top_k: int = 50,
+    seed: int = 0,
+) -> tuple[list[str], GenerationStats]:
+    """Write one layer per set of conditions (all in one batch): the layer outputs as text.
+    The prompt is the full canonical conditions, as for every non-root layer."""
+    _check_options(fmt, temperature, top_k, 1)
+    lm = _resolve_model(model)
+    decoder = _Decoder(lm, engine_for(lm) if constrained else None, temperature, top_k, None, True)
+    items = [
+        _Item(i, f"L{i}", c, render_layer_prompt(c), _layer_rng(seed, i, "layer"))
+        for i, c in enumerate(conditions)
+    ]
+    start = time.perf_counter()
+    texts = decoder._decode_wave(items, fmt)
+    decoder.stats.wall_s = time.perf_counter() - start
+    return texts, decoder.stats
+
+
 def _requests(constraints: Constraints | Sequence[Constraints], n: int) -> list[Constraints]:
     items = [constraints] if isinstance(constraints, Constraints) else list(constraints)
     for c in items:

@@ -1,0 +1,332 @@
+"""`tracegrammar bench validity`: validity and instruction accuracy over the papers' grid
+(num_edges x depth, skipping depth > num_edges and depth 1 with more than one call), at several
+temperatures, constrained vs unconstrained, recursive layers vs tabular.
+
+Each (cell, temperature, mode, format) is one record in `records.jsonl` under the output folder;
+a rerun skips the records already there, so a long run resumes where it stopped. The summary is
+written as `summary.json`, `summary.md` and one heat map per (mode, format, temperature).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import random
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .constraints import Constraints
+from .io import atomic_writer
+from .metrics import Outcome, instruction_accuracy, semantic_validity, validity
+from .reference import Reference
+from .types import CallGraph
+
+MODES = ("constrained", "unconstrained")
+FORMATS = ("layer", "layer_instruct", "tabular")
+
+
+@dataclass(frozen=True)
+class Cell:
+    num_edges: int
+    depth: int
+
+
+def grid(max_edges: int = 30, max_depth: int = 6) -> list[Cell]:
+    """The papers' cells: depth <= num_edges, and depth 1 only with one call (136 for 30 x 6)."""
+    return [
+        Cell(n, d)
+        for n in range(1, max_edges + 1)
+        for d in range(1, max_depth + 1)
+        if d <= n and (d > 1 or n == 1) and (n == 1) == (d == 1)
+    ]
+
+
+def prompts(cell: Cell, samples: int, real: list[CallGraph], seed: int) -> list[Constraints]:
+    """Service ids and latencies taken from real graphs (seeded), sizes from the cell."""
+    rng = random.Random(f"{seed}/{cell.num_edges}/{cell.depth}")
+    picks = [rng.choice(real) for _ in range(samples)]
+    return [Constraints(g.service, cell.num_edges, cell.depth, max(g.latency, 1)) for g in picks]
+
+
+def record_key(r: dict[str, Any]) -> tuple[int, int, float, str, str]:
+    return (r["num_edges"], r["depth"], float(r["temperature"]), r["mode"], r["format"])
+
+
+def read_records(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def run_cell(
+    cell: Cell,
+    temperature: float,
+    mode: str,
+    fmt: str,
+    constraints: list[Constraints],
+    model: Any,
+    reference: Reference | None,
+    seed: int,
+) -> dict[str, Any]:
+    from .decoding.driver import run_generation
+
+    run = run_generation(
+        constraints,
+        1,
+        temperature=temperature,
+        seed=seed,
+        model=model,
+        constrained=mode == "constrained",
+        fmt=fmt,
+    )
+    outcomes = [Outcome(g.graph, g.constraints) for g in run.generations]
+    valid_n = sum(g.valid for g in run.generations)
+    s = run.stats
+    return {
+        "num_edges": cell.num_edges,
+        "depth": cell.depth,
+        "temperature": temperature,
+        "mode": mode,
+        "format": fmt,
+        "samples": len(constraints),
+        "validity": validity(outcomes),
+        "instruction_accuracy": instruction_accuracy(outcomes),
+        "semantic_validity": semantic_validity(outcomes, reference)
+        if reference and valid_n
+        else None,
+        "forward_passes": s.forward_passes,
+        "sampled_tokens": s.sampled_tokens,
+        "forced_tokens": s.forced_tokens,
+        "wall_s": round(s.wall_s, 3),
+        "engine_s": round(s.engine_s, 3),
+        "forward_passes_per_valid": s.forward_passes / valid_n if valid_n else None,
+        "wall_s_per_valid": s.wall_s / valid_n if valid_n else None,
+    }
+
+
+def plan(args: argparse.Namespace) -> list[tuple[Cell, float, str, str]]:
+    cells = grid(args.max_edges, args.max_depth)
+    if args.cells and args.cells < len(cells):
+        cells = sorted(
+            random.Random(args.seed).sample(cells, args.cells), key=lambda c: (c.num_edges, c.depth)
+        )
+    return [
+        (c, t, m, f)
+        for t in args.temperatures
+        for m in args.modes
+        for f in args.formats
+        for c in cells
+    ]
+
+
+def run_validity(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
+    from .decoding.driver import default_adapter_dir
+    from .decoding.models import load_model
+    from .traces import load_traces
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    from .training.datasets import split_graphs
+
+    graphs = list(load_traces(args.data))
+    if not graphs:
+        raise ValueError(f"{args.data}: no graphs to take prompts from")
+    split = split_graphs(graphs, fraction=0.1, seed=0)  # the training recipe's split
+    real = split.validation  # prompts from graphs the adapter never saw
+    reference = Reference.from_graphs(split.train)  # semantic validity: calls seen in training
+    adapter = None if args.adapter == "none" else (args.adapter or default_adapter_dir())
+    model = load_model(args.model, adapter)
+    records_path = out / "records.jsonl"
+    done = {record_key(r) for r in read_records(records_path)}
+    todo = [
+        p for p in plan(args) if (p[0].num_edges, p[0].depth, float(p[1]), p[2], p[3]) not in done
+    ]
+    with open(records_path, "a", encoding="utf-8") as fh:
+        for cell, temp, mode, fmt in tqdm(todo, desc="bench validity", unit="cell"):
+            cs = prompts(cell, args.samples, real, args.seed)
+            rec = run_cell(cell, temp, mode, fmt, cs, model, reference, args.seed)
+            fh.write(json.dumps(rec) + "\n")
+            fh.flush()  # a killed run keeps every finished cell
+    write_summary(
+        out, read_records(records_path), model_name=getattr(model, "name", "?"), args=args
+    )
+    print(f"wrote {out}/summary.md, summary.json, heat maps ({len(todo)} new cells)")
+    return 0
+
+
+def summarize(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per (mode, format, temperature): sample-weighted means over the cells."""
+    groups: dict[tuple[str, str, float], list[dict[str, Any]]] = {}
+    for r in records:
+        groups.setdefault((r["mode"], r["format"], float(r["temperature"])), []).append(r)
+    rows = []
+    for (mode, fmt, temp), rs in sorted(groups.items()):
+        n = sum(r["samples"] for r in rs)
+        valid_n = sum(r["validity"] * r["samples"] for r in rs)
+        sem = [r for r in rs if r["semantic_validity"] is not None]
+        sem_w = sum(r["validity"] * r["samples"] for r in sem)
+        rows.append(
+            {
+                "mode": mode,
+                "format": fmt,
+                "temperature": temp,
+                "cells": len(rs),
+                "samples": n,
+                "validity": valid_n / n,
+                "instruction_accuracy": sum(r["instruction_accuracy"] * r["samples"] for r in rs)
+                / n,
+                "semantic_validity": (
+                    sum(r["semantic_validity"] * r["validity"] * r["samples"] for r in sem) / sem_w
+                    if sem_w
+                    else None
+                ),
+                "min_cell_validity": min(r["validity"] for r in rs),
+                "forward_passes_per_valid": sum(r["forward_passes"] for r in rs) / valid_n
+                if valid_n
+                else None,
+                "wall_s_per_valid": sum(r["wall_s"] for r in rs) / valid_n if valid_n else None,
+            }
+        )
+    return rows
+
+
+def machine() -> str:
+    import os
+
+    return (
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, {platform.system()}"
+    )
+
+
+def write_summary(out: Path, records: list[dict[str, Any]], *, model_name: str, args: Any) -> None:
+    rows = summarize(records)
+    meta = {
+        "model": model_name,
+        "machine": machine(),
+        "samples_per_cell": getattr(args, "samples", None),
+        "date": time.strftime("%Y-%m-%d"),
+    }
+    with atomic_writer(out / "summary.json") as fh:
+        json.dump({"meta": meta, "rows": rows}, fh, indent=1)
+    with atomic_writer(out / "summary.md") as fh:
+        fh.write(markdown_table(rows, meta))
+    heatmaps(records, out)
+
+
+def markdown_table(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
+    lines = [
+        f"Model: `{meta['model']}`; machine: {meta['machine']}; {meta['samples_per_cell']} samples per cell; "
+        f"{meta['date']}.",
+        "",
+        "| mode | format | T | cells | samples | validity | instruction acc. | semantic | min cell validity "
+        "| forward passes / valid | s / valid |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['mode']} | {r['format']} | {r['temperature']} | {r['cells']} | {r['samples']} | "
+            f"{r['validity']:.1%} | {r['instruction_accuracy']:.1%} | {_pct(r['semantic_validity'])} | "
+            f"{r['min_cell_validity']:.1%} | {_num(r['forward_passes_per_valid'])} | {_num(r['wall_s_per_valid'])} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{x:.1%}"
+
+
+def _num(x: float | None) -> str:
+    return "-" if x is None else f"{x:.1f}"
+
+
+def heatmaps(records: list[dict[str, Any]], out: Path) -> list[Path]:
+    """Instruction accuracy per (num_edges, depth), like the papers' grids."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    paths = []
+    for key, rs in _by_group(records):
+        mode, fmt, temp = key
+        n_max = max(r["num_edges"] for r in rs)
+        d_max = max(r["depth"] for r in rs)
+        grid_ = np.full((d_max, n_max), np.nan)
+        for r in rs:
+            grid_[r["depth"] - 1, r["num_edges"] - 1] = r["instruction_accuracy"]
+        fig, ax = plt.subplots(figsize=(max(6, n_max * 0.35), 2.6))
+        im = ax.imshow(grid_, origin="lower", vmin=0, vmax=1, cmap="viridis", aspect="auto")
+        ax.set_xticks(range(n_max), [str(i + 1) for i in range(n_max)], fontsize=7)
+        ax.set_yticks(range(d_max), [str(i + 1) for i in range(d_max)])
+        ax.set_xlabel("num_edges")
+        ax.set_ylabel("depth")
+        ax.set_title(f"instruction accuracy: {mode}, {fmt}, T={temp}")
+        fig.colorbar(im, ax=ax)
+        fig.tight_layout()
+        path = out / f"heatmap_{mode}_{fmt}_T{temp}.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
+def _by_group(
+    records: list[dict[str, Any]],
+) -> Iterator[tuple[tuple[str, str, float], list[dict[str, Any]]]]:
+    groups: dict[tuple[str, str, float], list[dict[str, Any]]] = {}
+    for r in records:
+        groups.setdefault((r["mode"], r["format"], float(r["temperature"])), []).append(r)
+    yield from sorted(groups.items())
+
+
+def register_bench(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(metavar="BENCH")
+    v = sub.add_parser("validity", help="validity over the num_edges x depth grid")
+    v.add_argument(
+        "--data", default="../shared/data", help="real traces for prompts and the reference set"
+    )
+    v.add_argument(
+        "--out", default="bench/results/validity", help="output folder (resumes if present)"
+    )
+    v.add_argument("--samples", type=int, default=50, help="samples per cell (default 50)")
+    v.add_argument(
+        "--cells", type=int, default=0, help="a seeded random subset of this many cells (0: all)"
+    )
+    v.add_argument("--max-edges", type=int, default=30)
+    v.add_argument("--max-depth", type=int, default=6)
+    v.add_argument("--temperatures", type=_floats, default=[0.2, 0.5, 0.8, 1.0])
+    v.add_argument("--modes", type=_choices(MODES), default=list(MODES))
+    v.add_argument("--formats", type=_choices(FORMATS), default=["layer", "tabular"])
+    v.add_argument("--seed", type=int, default=0)
+    v.add_argument("--model", help="base model directory (default: embedded SmolLM2)")
+    v.add_argument("--adapter", help="LoRA adapter (default: shipped; 'none' for the bare base)")
+    v.set_defaults(func=run_validity)
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(x) for x in text.split(",") if x]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated numbers, got {text!r}"
+        ) from None
+
+
+def _choices(allowed: tuple[str, ...]):
+    def parse(text: str) -> list[str]:
+        items = [x for x in text.split(",") if x]
+        bad = [x for x in items if x not in allowed]
+        if bad:
+            raise argparse.ArgumentTypeError(
+                f"unknown {bad[0]!r}; choose from {', '.join(allowed)}"
+            )
+        return items
+
+    return parse
