@@ -49,7 +49,7 @@ def main() -> None:
     ap.add_argument("--temperature", type=float, default=0.8)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
-    split = split_graphs(list(load_traces(args.data)), 0.1, 0)
+    split = split_graphs(list(load_traces(args.data)), fraction=0.1, seed=0)
     reference = Reference.from_graphs(split.train)
     rng = random.Random(args.seed)
     layers = [layer for g in split.validation for layer in decompose(g)]

@@ -128,23 +128,29 @@ def test_tabular_mode(tiny_model):
         assert g.graph is not None and g.graph.num_edges == 4
 
 
-def test_semantic_option_uses_seen_calls(tiny_model, shared_data):
+@settings(max_examples=4)
+@given(seed=st.integers(0, 2**20), data=st.data())
+def test_semantic_option_only_writes_seen_calls(tiny_model, shared_data, seed, data):
+    """With a reference, every call is one the reference has seen: 100% semantic validity."""
     from tracegrammar import load_traces
 
     from .conftest import SAMPLES
 
-    graphs = list(load_traces(SAMPLES["tracellm"]))[:200]
+    graphs = list(load_traces(SAMPLES["tracellm"]))[:300]
     ref = Reference.from_graphs(graphs)
-    root = graphs[0].by_id["0"]
-    c = Constraints(graphs[0].service, 3, 2)
-    out = generate(c, 3, seed=4, model=tiny_model, reference=ref)
-    sources_seen = {s for s, _, _ in ref.calls}
-    for g in out:
-        assert check(g, c) == []
-        for e in g.edges:
-            if e.source in sources_seen:
-                assert (e.source, e.destination, e.type) in ref
-    assert root.source == "USER"
+    depth = data.draw(st.integers(1, min(4, ref.reach("USER"))))
+    n = 1 if depth == 1 else data.draw(st.integers(depth, depth + 5))
+    c = Constraints(graphs[seed % len(graphs)].service, n, depth)
+    for g in generate(c, 2, seed=seed, model=tiny_model, reference=ref):
+        assert check(g, c, reference=ref) == []
+
+
+def test_semantic_depth_beyond_the_reference_is_refused(tiny_model):
+    from tracegrammar import CallGraph, Edge
+
+    ref = Reference.from_graphs([CallGraph("S_1", (Edge("0", "USER", "MS_1", "http", 0, 5),))])
+    with pytest.raises(ValueError, match="depth=2 is deeper"):
+        generate(Constraints("S_1", 2, 2), model=tiny_model, reference=ref)
 
 
 @pytest.mark.parametrize(

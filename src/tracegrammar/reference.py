@@ -43,6 +43,30 @@ class Reference:
             s: {d: tuple(sorted(ts)) for d, ts in sorted(by_d.items())} for s, by_d in index.items()
         }
 
+    def reach(self, name: str) -> int:
+        """How many levels of known calls can hang below a call to `name`: 0 when `name` calls
+        nothing, unbounded (`UNBOUNDED`) when its calls can cycle back (self-calls included)."""
+        return self._reach.get(name, 0)
+
+    @cached_property
+    def _reach(self) -> dict[str, int]:
+        import networkx as nx
+
+        from .rules import UNBOUNDED
+
+        g = nx.DiGraph((s, d) for s, d, _ in self.calls)
+        cond = nx.condensation(g)
+        levels: dict[int, int] = {}
+        for scc in reversed(list(nx.topological_sort(cond))):
+            members = cond.nodes[scc]["members"]
+            cyclic = len(members) > 1 or any(g.has_edge(m, m) for m in members)
+            below = [levels[s] for s in cond.successors(scc)]
+            if cyclic or any(b >= UNBOUNDED for b in below):
+                levels[scc] = UNBOUNDED
+            else:
+                levels[scc] = 1 + max(below) if below else 0
+        return {m: levels[cond.graph["mapping"][m]] for m in g.nodes}
+
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(sorted(self.calls)))
 

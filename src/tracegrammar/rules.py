@@ -14,7 +14,7 @@ edges; a layer cannot hand out more subgraph blocks than it has calls).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from .types import USER, LayerConditions
@@ -199,6 +199,27 @@ class Draft:
     conditions: LayerConditions
     edges: list[dict[str, int | str]] = field(default_factory=list)
     blocks: list[dict[str, int | str]] = field(default_factory=list)
+    #: The semantic option: how deep a chain of known calls can go below a microservice, and
+    #: which destinations a caller is known to call. None: any name, any depth.
+    reach: Callable[[str], int] | None = None
+    destinations: Callable[[str], Collection[str]] | None = None
+
+    def cap(self, name: object) -> int:
+        """Levels of known calls possible below `name` (unbounded without the semantic option)."""
+        if self.reach is None or not isinstance(name, str):
+            return UNBOUNDED
+        return self.reach(name)
+
+    def capable_after(self, index: object, levels: int) -> int:
+        """Calls after `index` whose destination can carry `levels` more levels."""
+        return sum(
+            1
+            for e in self.edges
+            if isinstance(e.get("id"), int)
+            and isinstance(index, int)
+            and e["id"] > index
+            and self.cap(e.get("dm")) >= levels
+        )
 
     def edge_by_index(self, index: object) -> Mapping[str, int | str] | None:
         for e in self.edges:
@@ -260,6 +281,10 @@ def block_rules(d: Draft, i: int, name: str) -> list[Rule]:
                     "E_SUBGRAPH_ORDER", IntSet.at_least(prev + 1), "blocks in increasing call order"
                 )
             )
+        if d.reach is not None:
+            rules.append(
+                Rule("E_SEMANTIC_REACH", _expandable_edges(d, i), "the call has known calls below")
+            )
         last = c.start_edge_id + c.num_current_edges - 1
         rules.append(
             Rule(
@@ -287,6 +312,11 @@ def block_rules(d: Draft, i: int, name: str) -> list[Rule]:
                 "child remaining_depth <= child num_edges - 1",
             ),
         ]
+        if d.reach is not None:
+            reach = d.cap(_block_dm(d, i)) - 1
+            rules.append(
+                Rule("E_SEMANTIC_REACH", IntSet.range(0, reach), "known calls go that deep")
+            )
         if _must_be_deep(d, i, ne):
             rules.append(
                 Rule(
@@ -358,6 +388,19 @@ def _needs_deep(d: Draft, i: int) -> bool:
     return target >= 0 and not any(b.get("remaining_depth") == target for b in d.blocks[:i])
 
 
+def _block_dm(d: Draft, i: int) -> object:
+    return (d.edge_by_index(d.blocks[i].get("edge")) or {}).get("dm")
+
+
+def _deep_options(d: Draft, i: int) -> tuple[bool, bool]:
+    """(can this block be the deep one, can a later block be)."""
+    depth = d.conditions.remaining_depth
+    after = d.conditions.num_subgraphs - i - 1
+    here = d.cap(_block_dm(d, i)) >= depth
+    later = after >= 1 and d.capable_after(d.blocks[i].get("edge"), depth) >= 1
+    return here, later
+
+
 def _budget(d: Draft, i: int) -> IntSet:
     left = _left_before(d, i)
     depth = d.conditions.remaining_depth
@@ -368,7 +411,13 @@ def _budget(d: Draft, i: int) -> IntSet:
     out = IntSet.range(1, left - after)
     if _needs_deep(d, i):
         # either this block is the deep one, or enough is left for a later deep one
-        out &= IntSet.at_least(depth) | IntSet.range(1, left - (after - 1) - depth)
+        here, later = _deep_options(d, i)
+        options = IntSet()
+        if here:
+            options |= IntSet.at_least(depth)
+        if later:
+            options |= IntSet.range(1, left - (after - 1) - depth)
+        out &= options
     return out
 
 
@@ -377,4 +426,47 @@ def _must_be_deep(d: Draft, i: int, ne: int) -> bool:
         return False
     after = d.conditions.num_subgraphs - i - 1
     rest = _left_before(d, i) - ne
-    return after <= 0 or rest < (after - 1) + d.conditions.remaining_depth
+    return (
+        after <= 0
+        or rest < (after - 1) + d.conditions.remaining_depth
+        or not _deep_options(d, i)[1]
+    )
+
+
+def _expandable_edges(d: Draft, i: int) -> IntSet:
+    """Semantic option: calls a block may expand, leaving expandable calls for the blocks to come
+    and a deep enough one for the deep block."""
+    depth = d.conditions.remaining_depth
+    after = d.conditions.num_subgraphs - i - 1
+    need_deep = _needs_deep(d, i)
+    out = IntSet()
+    for e in d.edges:
+        j = e.get("id")
+        if not isinstance(j, int) or d.cap(e.get("dm")) < 1 or d.capable_after(j, 1) < after:
+            continue
+        if (
+            need_deep
+            and d.cap(e.get("dm")) < depth
+            and not (after >= 1 and d.capable_after(j, depth) >= 1)
+        ):
+            continue
+        out |= IntSet.exactly(j)
+    return out
+
+
+def allowed_destinations(d: Draft, k: int) -> frozenset[str] | None:
+    """Semantic option: destinations the k-th call may have: ones the caller is known to call,
+    expandable enough that the layer's subgraph blocks stay possible. None: unrestricted."""
+    if d.destinations is None:
+        return None
+    c = d.conditions
+    known = d.destinations(c.start_node)
+    need = 0
+    if c.num_subgraphs > 0:
+        prior = [e.get("dm") for e in d.edges[:k]]
+        after = c.num_current_edges - k - 1
+        if sum(d.cap(m) >= 1 for m in prior) + after < c.num_subgraphs:
+            need = 1
+        if after == 0 and not any(d.cap(m) >= c.remaining_depth for m in prior):
+            need = max(need, c.remaining_depth)
+    return frozenset(m for m in known if d.cap(m) >= need)

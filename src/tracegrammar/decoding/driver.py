@@ -36,7 +36,7 @@ from ..grammar import grammar_text
 from ..layers import root_conditions
 from ..oracle import Violation, check, check_layer
 from ..reference import Reference
-from ..types import CallGraph, Edge, LayerConditions
+from ..types import USER, CallGraph, Edge, LayerConditions
 from .batch import BatchState
 from .engine import Engine, EngineError, LayerSession
 from .models import LoadedModel, load_model
@@ -207,8 +207,13 @@ def run_generation(
     rng = random.Random(seed)
     shapes = [prior_for(lm).complete(c, rng) for c in requests]
     context = int(getattr(lm.model.config, "max_position_embeddings", 8192))
-    for c, (num, _, _) in zip(requests, shapes, strict=True):
+    for c, (num, depth, _) in zip(requests, shapes, strict=True):
         _check_context(c, num, fmt, context)
+        if reference is not None and reference.reach(USER) < depth:
+            raise ValueError(
+                f"depth={depth} is deeper than any chain of calls in the reference set "
+                f"(at most {reference.reach(USER)} below USER): the semantic option cannot meet it"
+            )
     decoder = _Decoder(
         lm, engine_for(lm) if constrained else None, temperature, top_k, reference, fast_forward
     )

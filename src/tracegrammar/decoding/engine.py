@@ -76,7 +76,10 @@ class Engine:
     def session(
         self, cond: LayerConditions, fmt: str = "layer", reference: Reference | None = None
     ) -> LayerSession:
-        return LayerSession(self, cond, self.spec(layer_grammar(cond, fmt, reference)))
+        session = LayerSession(self, cond, self.spec(layer_grammar(cond, fmt, reference)))
+        if reference is not None:
+            session.scanner = FieldScanner(cond, reference=reference)
+        return session
 
     def free_session(self, grammar: str, cond: LayerConditions) -> LayerSession:
         """A session under `grammar` alone, with no numeric rules (the tabular format)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..reference import Reference
 from ..rules import (
     BLOCK_COPY_FIELDS,
     BLOCK_INT_FIELDS,
@@ -18,6 +19,7 @@ from ..rules import (
     Draft,
     IntSet,
     allowed,
+    allowed_destinations,
     block_rules,
     copied_value,
     edge_rules,
@@ -38,11 +40,18 @@ class FieldScanner:
     key: str = ""  # identifier characters seen since the last non-identifier
     field: str | None = None  # the field whose value is being written
     buf: str = ""  # its characters so far
-    #: what the current field may be: an IntSet, the one string it must copy, or None (free)
-    target: IntSet | str | None = None
+    #: what the current field may be: an IntSet, the one string it must copy, a set of strings
+    #: it must be one of, or None (free)
+    target: IntSet | str | frozenset[str] | None = None
+    reference: Reference | None = None  # the semantic option
 
     def __post_init__(self) -> None:
-        self.draft = Draft(self.conditions)
+        ref = self.reference
+        self.draft = Draft(
+            self.conditions,
+            reach=ref.reach if ref is not None else None,
+            destinations=(lambda s: ref.calls_from(s).keys()) if ref is not None else None,
+        )
 
     def copy(self) -> FieldScanner:
         twin = FieldScanner.__new__(FieldScanner)
@@ -84,8 +93,10 @@ class FieldScanner:
         self.field, self.buf = name, ""
         self.target = self._target(name)
 
-    def _target(self, name: str) -> IntSet | str | None:
+    def _target(self, name: str) -> IntSet | str | frozenset[str] | None:
         d = self.draft
+        if self.section == "edge" and name == "dm":
+            return allowed_destinations(d, len(d.edges) - 1)
         if self.section == "edge" and name in EDGE_INT_FIELDS:
             return allowed(edge_rules(d, len(d.edges) - 1, name))
         if self.section == "block" and name in BLOCK_INT_FIELDS:
@@ -110,5 +121,5 @@ class FieldScanner:
 class FreeScanner(FieldScanner):
     """A scanner that constrains nothing: for grammars without numeric rules (tabular)."""
 
-    def _target(self, name: str) -> IntSet | str | None:
+    def _target(self, name: str) -> IntSet | str | frozenset[str] | None:
         return None

@@ -75,7 +75,12 @@ class TokenTable:
             return self.allowed_base
         if isinstance(target, IntSet):
             return self._int_mask(target, scanner.buf)
-        return self._copy_mask(target, scanner.buf)
+        if isinstance(target, str):
+            return self._copy_mask(target, scanner.buf)
+        out = torch.zeros(self.vocab_size, dtype=torch.bool)
+        for name in target:  # one of several names: any of their continuations
+            out |= self._copy_mask(name, scanner.buf)
+        return out
 
     def _int_mask(self, target: IntSet, buf: str) -> torch.Tensor:
         out = torch.zeros(self.vocab_size, dtype=torch.bool)
@@ -110,7 +115,11 @@ class TokenTable:
             if len(s) == 1 and s in DIGITS:
                 return buf != "0" and target.admits_prefix(buf + s)
             return bool(buf) and buf.isdigit() and int(buf) in target
-        if not target.startswith(buf):
-            return False
-        rest = target[len(buf) :]
-        return (bool(rest) and rest.startswith(s)) or (not rest and s[0] in TERMINATORS)
+        names = (target,) if isinstance(target, str) else target
+        for name in names:
+            if not name.startswith(buf):
+                continue
+            rest = name[len(buf) :]
+            if (rest and rest.startswith(s)) or (not rest and s[0] in TERMINATORS):
+                return True
+        return False
