@@ -28,7 +28,9 @@ from tracegrammar.training.datasets import split_graphs
 
 def prompts(data: str, count: int, seed: int) -> list[Constraints]:
     graphs = list(load_traces(data))
-    val = [g for g in split_graphs(graphs, fraction=0.1, seed=0).validation if 2 <= g.num_edges <= 12]
+    val = [
+        g for g in split_graphs(graphs, fraction=0.1, seed=0).validation if 2 <= g.num_edges <= 12
+    ]
     picks = random.Random(seed).sample(val, min(count, len(val)))
     return [Constraints(g.service, g.num_edges, g.depth, g.latency) for g in picks]
 

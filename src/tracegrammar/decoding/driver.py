@@ -43,6 +43,8 @@ from .models import LoadedModel, load_model
 from .prior import PRIOR_FILE, Prior
 
 FORMATS = ("layer", "layer_instruct", "tabular")
+#: Widest span of forced tokens one row feeds in one pass (see _Decoder._next_chunk).
+MAX_CHUNK = 12
 #: Rough token cost of a layer (prompt, per call, per subgraph block), for context checks.
 PROMPT_TOKENS, CALL_TOKENS, BLOCK_TOKENS, ROW_TOKENS = 80, 40, 70, 45
 
@@ -97,6 +99,7 @@ class _Item:
     tokens: list[int] = field(default_factory=list)
     queue: deque[list[int]] = field(default_factory=deque)
     budget: int = 0
+    fed: bool = False  # has the prompt been fed
 
 
 # ------------------------------------------------------------------------------------------------
@@ -498,7 +501,7 @@ class _Decoder:
             # a layer finished by its forced tokens alone never needs the model
             batch_rows = list(active)
             while batch_rows:
-                chunks = [items[i].queue.popleft() if items[i].queue else [] for i in batch_rows]
+                chunks = [self._next_chunk(items[i]) for i in batch_rows]
                 logits = batch.step(chunks)
                 keep: list[int] = []
                 for pos, i in enumerate(batch_rows):
@@ -513,6 +516,19 @@ class _Decoder:
         self.stats.forward_passes += batch.forward_passes
         self.stats.fed_tokens += batch.fed_tokens
         return [self._text(item) for item in items]
+
+    def _next_chunk(self, item: _Item) -> list[int]:
+        """The tokens a row feeds this pass. A forced span longer than `MAX_CHUNK` is split over
+        passes: one row's long span would otherwise pad every other row of the batch to its
+        width (prompts, fed together at the start of a wave, are not split)."""
+        if not item.queue:
+            return []
+        chunk = item.queue.popleft()
+        if item.fed and len(chunk) > MAX_CHUNK:
+            item.queue.appendleft(chunk[MAX_CHUNK:])
+            chunk = chunk[:MAX_CHUNK]
+        item.fed = True
+        return chunk
 
     def _finished(self, item: _Item) -> bool:
         if item.session is not None:

@@ -51,6 +51,21 @@ class Engine:
         self.vocab_size = vocab
         self._specs: OrderedDict[str, Any] = OrderedDict()
         self._cache_size = grammar_cache_size
+        self._check_tokenizer_agreement()
+
+    def _check_tokenizer_agreement(self) -> None:
+        """llguidance must read every token as the model's tokenizer writes it; some tokenizer
+        files (e.g. a GGUF conversion by transformers 5.17) make it see byte-level symbols
+        instead (`Ċ` for a newline), and then no layer could ever be written."""
+        probe = "<edges>\n(id:12 dm:MS_5 type:http start:0 finish:7)\n</layer>"
+        ids = self.tokenizer(probe, add_special_tokens=False).input_ids
+        seen = b"".join(self.llg_tokenizer.decode_bytes([i]) for i in ids)
+        if seen != probe.encode():
+            raise EngineError(
+                f"llguidance reads this tokenizer differently from transformers "
+                f"({seen[:40]!r} for {probe[:40]!r}); re-save the tokenizer with a current "
+                f"transformers version"
+            )
 
     @property
     def llg_tokenizer(self) -> Any:
