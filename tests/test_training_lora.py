@@ -30,6 +30,7 @@ from tracegrammar.training.lora import (
 )
 
 from .conftest import SAMPLES
+from .tiny_model import build_tiny_model
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Short samples and tiny batches: the 49k-token LM head dominates a step on two CPU cores.
@@ -48,28 +49,7 @@ FAST = {
 
 def tiny_llama(out: Path, hidden: int) -> Path:
     """A random 2-layer Llama with the default model's tokenizer (its files saved beside it)."""
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    from tracegrammar.decoding.models import default_model_dir
-
-    tok = AutoTokenizer.from_pretrained(default_model_dir(progress=False))
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=hidden,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=4,
-        max_position_embeddings=1024,
-        tie_word_embeddings=True,
-        eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id,
-    )
-    LlamaForCausalLM(config).save_pretrained(out)
-    tok.save_pretrained(out)
-    return out
+    return build_tiny_model(out, hidden=hidden)
 
 
 @pytest.fixture(scope="session")

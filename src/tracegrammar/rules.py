@@ -17,24 +17,16 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from .types import USER, LayerConditions
+from .types import CONDITION_FIELDS, USER, LayerConditions
 
 #: Larger than any time or count a layer can hold; stands for "no upper bound".
 UNBOUNDED = 10**15
 
 # Field names as the layer grammar writes them.
 EDGE_INT_FIELDS = ("id", "start", "finish")
-BLOCK_INT_FIELDS = (
-    "edge",
-    "start_edge_id",
-    "num_edges",
-    "remaining_depth",
-    "num_current_edges",
-    "num_subgraphs",
-    "start_communication_at",
-    "latency",
-)
 BLOCK_COPY_FIELDS = ("service", "start_node", "caller")
+#: A subgraph block writes `edge`, then the next layer's conditions in their canonical order.
+BLOCK_INT_FIELDS = ("edge", *(f for f in CONDITION_FIELDS if f not in BLOCK_COPY_FIELDS))
 
 
 @dataclass(frozen=True, slots=True)
