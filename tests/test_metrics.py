@@ -374,15 +374,13 @@ def test_plot_writes_every_png(tmp_path) -> None:
 
 
 def test_metrics_import_is_light() -> None:
+    """No heavy module is imported (speed itself is measured outside tests)."""
     code = (
-        "import sys, time; t = time.perf_counter(); import tracegrammar.metrics; "
-        "dt = time.perf_counter() - t; "
-        "heavy = [m for m in ('torch', 'scipy', 'matplotlib') if m in sys.modules]; "
-        "print(dt, heavy)"
+        "import sys; import tracegrammar.metrics; "
+        "print([m for m in ('torch', 'scipy', 'matplotlib', 'transformers') if m in sys.modules])"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    seconds, heavy = out.stdout.split(" ", 1)
-    assert heavy.strip() == "[]" and float(seconds) < 1.0
+    assert out.stdout.strip() == "[]"
 
 
 def run_eval(argv: list[str]) -> int:

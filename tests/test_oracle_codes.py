@@ -346,3 +346,15 @@ def test_layer_structure_errors():
     g = CallGraph("S_1", ())
     assert {v.code for v in check(g)} == {"E_EMPTY"}
     assert {v.code for v in check("<layer>\n")} == {"E_SYNTAX"}
+
+
+def test_grammar_oracle_and_loader_do_not_import_torch():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; import tracegrammar, tracegrammar.oracle, tracegrammar.traces, tracegrammar.grammar, "
+        "tracegrammar.rules; print([m for m in ('torch', 'transformers') if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
