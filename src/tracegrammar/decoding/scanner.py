@@ -53,18 +53,6 @@ class FieldScanner:
             destinations=(lambda s: ref.calls_from(s).keys()) if ref is not None else None,
         )
 
-    def copy(self) -> FieldScanner:
-        twin = FieldScanner.__new__(FieldScanner)
-        twin.conditions = self.conditions
-        twin.draft = Draft(
-            self.conditions,
-            [dict(e) for e in self.draft.edges],
-            [dict(b) for b in self.draft.blocks],
-        )
-        twin.section, twin.key, twin.field = self.section, self.key, self.field
-        twin.buf, twin.target = self.buf, self.target
-        return twin
-
     def feed(self, text: str) -> None:
         for ch in text:
             self._step(ch)
