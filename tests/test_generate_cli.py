@@ -19,24 +19,14 @@ def _run(tiny_model_dir, *args: str) -> int:
     )
 
 
+def _request(tiny_model_dir, flags: str, out) -> int:
+    """`generate` with space-separated flags and `--out out`."""
+    return _run(tiny_model_dir, *flags.split(), "--out", str(out))
+
+
 def test_flags_to_jsonl(tiny_model_dir, tmp_path, capsys):
     out = tmp_path / "g.jsonl"
-    assert (
-        _run(
-            tiny_model_dir,
-            "--service",
-            "S_5",
-            "--num-edges",
-            "4",
-            "--depth",
-            "3",
-            "-n",
-            "2",
-            "--out",
-            str(out),
-        )
-        == 0
-    )
+    assert _request(tiny_model_dir, "--service S_5 --num-edges 4 --depth 3 -n 2", out) == 0
     graphs = list(read_jsonl(out))
     assert len(graphs) == 2 and all(
         g.num_edges == 4 and g.depth == 3 and not check(g) for g in graphs
@@ -69,20 +59,7 @@ def test_request_file_and_directory_output(tiny_model_dir, tmp_path):
 def test_trace_formats(tiny_model_dir, tmp_path, fmt):
     out = tmp_path / "g.json"
     assert (
-        _run(
-            tiny_model_dir,
-            "--service",
-            "S_5",
-            "--num-edges",
-            "2",
-            "--depth",
-            "2",
-            "--format",
-            fmt,
-            "--out",
-            str(out),
-        )
-        == 0
+        _request(tiny_model_dir, f"--service S_5 --num-edges 2 --depth 2 --format {fmt}", out) == 0
     )
     assert json.loads(out.read_text())
 
