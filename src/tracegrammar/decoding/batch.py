@@ -8,7 +8,9 @@ the KV cache; new rows only join a fresh batch (layers are decoded in waves).
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 import torch
@@ -27,7 +29,8 @@ class BatchState:
 
     def step(self, chunks: list[list[int]]) -> torch.Tensor:
         """Feed one chunk per row (non-empty for at least one row); return the next-token logits
-        after each row's last real token, [B, vocab]. A row with an empty chunk feeds only
+        after each row's last real token, [B, vocab] (only that position is projected onto
+        the vocabulary where the model supports it). A row with an empty chunk feeds only
         padding and its logits are meaningless."""
         width = max(len(c) for c in chunks)
         ids = torch.full((len(chunks), width), self.pad_id, dtype=torch.long)
@@ -38,6 +41,7 @@ class BatchState:
                 mask[row, width - len(chunk) :] = 1
         attention = mask if self.attention is None else torch.cat([self.attention, mask], dim=1)
         positions = (attention.cumsum(dim=1) - 1).clamp(min=0)[:, -width:]
+        extra = {"logits_to_keep": 1} if _keeps_logits(type(_base(self.model))) else {}
         with torch.inference_mode():
             out = self.model(
                 input_ids=ids.to(self.device),
@@ -45,6 +49,7 @@ class BatchState:
                 position_ids=positions.to(self.device),
                 past_key_values=self.cache,
                 use_cache=True,
+                **extra,
             )
         self.cache = out.past_key_values
         self.attention = attention
@@ -59,3 +64,16 @@ class BatchState:
         index = torch.tensor(rows, dtype=torch.long)
         self.cache.batch_select_indices(index.to(self.device))
         self.attention = self.attention[index]
+
+
+def _base(model: Any) -> Any:
+    """The transformers model under a peft wrapper (peft passes extra keywords through)."""
+    get = getattr(model, "get_base_model", None)
+    return get() if callable(get) else model
+
+
+@cache
+def _keeps_logits(cls: type) -> bool:
+    """Whether the model can compute logits for the last position only (`logits_to_keep`): a
+    forced span of k tokens then costs no vocabulary projection for its first k - 1."""
+    return "logits_to_keep" in inspect.signature(cls.forward).parameters
