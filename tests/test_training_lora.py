@@ -174,3 +174,16 @@ def test_default_recipe_loads():
     assert cfg.base is None and cfg.format == "mix"
     assert cfg.data == (str((ROOT.parent / "shared" / "data").resolve()),)
     assert (cfg.r, cfg.alpha, cfg.dropout, cfg.target_modules) == (8, 16, 0.1, ("q_proj", "k_proj"))
+
+
+def test_merged_adapter_computes_what_the_peft_wrapper_computes(trained, tiny_base):
+    import torch
+
+    _, out, _ = trained
+    ids = torch.tensor([[1, 17, 300, 4000, 12]])
+    with torch.inference_mode():
+        merged = load_model(tiny_base, adapter=out, device="cpu").model(input_ids=ids).logits
+        wrapped = load_model(tiny_base, out, device="cpu", merge=False).model(input_ids=ids).logits
+        bare = load_model(tiny_base, device="cpu").model(input_ids=ids).logits
+    assert torch.allclose(merged, wrapped, atol=1e-5)
+    assert (merged - bare).abs().max() > 1e-4  # the adapter is really applied

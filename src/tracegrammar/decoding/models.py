@@ -116,10 +116,14 @@ def load_model(
     adapter: str | Path | None = None,
     *,
     device: str | None = None,
+    merge: bool = True,
 ) -> LoadedModel:
     """Load a base model (default: the embedded SmolLM2) and optionally a LoRA adapter on top.
 
-    `path` is a local Hugging Face model directory; nothing is fetched from a hub.
+    `path` is a local Hugging Face model directory; nothing is fetched from a hub. With `merge`
+    (the default) the adapter's weights are folded into the base weights, so decoding pays
+    nothing for the adapter (the model is then a plain transformers model, not a peft one);
+    `merge=False` keeps the peft wrapper.
     """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -131,6 +135,8 @@ def load_model(
     model = AutoModelForCausalLM.from_pretrained(base, local_files_only=True, dtype=torch.float32)
     if adapter is not None:
         model = _with_adapter(model, base, Path(adapter))
+        if merge:
+            model = model.merge_and_unload()
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device).eval()
     return LoadedModel(model, tok, str(base), str(adapter) if adapter else None)
