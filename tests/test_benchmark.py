@@ -37,3 +37,37 @@ def test_bench_validity_runs_and_resumes(tiny_model_dir, shared_data, tmp_path, 
     assert list(out.glob("heatmap_*.png"))
     rows = summarize(records)
     assert {r["mode"] for r in rows} == {"constrained", "unconstrained"}
+
+
+def _argv(data, out, model, *extra):
+    return [
+        "bench", "validity", "--data", str(data), "--out", str(out), "--samples", "2",
+        "--cells", "3", "--max-edges", "4", "--max-depth", "3", "--temperatures", "0.8",
+        "--formats", "layer", "--modes", "constrained", "--model", str(model), "--adapter", "none",
+        *extra,
+    ]  # fmt: skip
+
+
+def _outcomes(out):
+    keep = ("num_edges", "depth", "mode", "validity", "instruction_accuracy", "sampled_tokens")
+    rows = [json.loads(x) for x in (out / "records.jsonl").read_text().splitlines()]
+    return sorted(tuple(r[k] for k in keep) for r in rows)
+
+
+def test_worker_processes_give_the_same_records(tiny_model_dir, shared_data, tmp_path):
+    data = shared_data / "alibaba-v2022-tracellm"
+    assert main(_argv(data, tmp_path / "one", tiny_model_dir)) == 0
+    assert main(_argv(data, tmp_path / "two", tiny_model_dir, "--workers", "2")) == 0
+    assert len(_outcomes(tmp_path / "one")) == 3
+    assert _outcomes(tmp_path / "one") == _outcomes(tmp_path / "two")
+    assert "2 worker process(es)" in (tmp_path / "two" / "summary.md").read_text()
+
+
+def test_time_limit_leaves_the_rest_for_a_rerun(tiny_model_dir, shared_data, tmp_path, capsys):
+    data = shared_data / "alibaba-v2022-tracellm"
+    out = tmp_path / "limited"
+    assert main(_argv(data, out, tiny_model_dir, "--time-limit", "1e-9")) == 0
+    assert "3 left for a rerun" in capsys.readouterr().out
+    assert not (out / "records.jsonl").read_text().strip()
+    assert main(_argv(data, out, tiny_model_dir)) == 0  # the rerun does them
+    assert len(_outcomes(out)) == 3

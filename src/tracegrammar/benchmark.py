@@ -123,40 +123,107 @@ def plan(args: argparse.Namespace) -> list[tuple[Cell, float, str, str]]:
     ]
 
 
+Task = tuple[Cell, float, str, str, int, int]  # cell, temperature, mode, format, samples, seed
+_STATE: dict[str, Any] = {}  # per process: the model and the prompt sources
+
+
+def _prompt_sources(data: str) -> tuple[list[CallGraph], Reference]:
+    from .traces import load_traces
+    from .training.datasets import split_graphs
+
+    graphs = list(load_traces(data))
+    if not graphs:
+        raise ValueError(f"{data}: no graphs to take prompts from")
+    split = split_graphs(graphs, fraction=0.1, seed=0)  # the training recipe's split
+    # prompts from graphs the adapter never saw; semantic validity: calls seen in training
+    return split.validation, Reference.from_graphs(split.train)
+
+
+def _load_state(data: str, model: str | None, adapter: str | None, threads: int) -> None:
+    """Load what one process needs to run cells (the pool's initializer; also used in-process)."""
+    import torch
+
+    from .decoding.models import load_model
+
+    if threads:
+        torch.set_num_threads(threads)
+    real, reference = _prompt_sources(data)
+    _STATE.update(model=load_model(model, adapter), real=real, reference=reference)
+
+
+def _run_task(task: Task) -> dict[str, Any]:
+    cell, temp, mode, fmt, samples, seed = task
+    cs = prompts(cell, samples, _STATE["real"], seed)
+    return run_cell(cell, temp, mode, fmt, cs, _STATE["model"], _STATE["reference"], seed)
+
+
+def _results(tasks: list[Task], args: argparse.Namespace, load: tuple) -> Iterator[dict[str, Any]]:
+    """Run the tasks in this process or over a pool of `args.workers` processes (each with its
+    own copy of the model: the engine's per-row work is Python on one core, so on a machine with
+    many cores and a GPU the cells of a grid run side by side). Yields records as they finish;
+    past `args.time_limit` seconds no new cell starts and unfinished ones are dropped (a rerun
+    does them)."""
+    deadline = time.monotonic() + args.time_limit if args.time_limit else None
+    if args.workers <= 1:
+        _load_state(*load)
+        for task in tasks:
+            if deadline is not None and time.monotonic() > deadline:
+                return
+            yield _run_task(task)
+        return
+    import multiprocessing as mp
+
+    with mp.get_context("spawn").Pool(args.workers, _load_state, load) as pool:
+        it = pool.imap_unordered(_run_task, tasks, chunksize=1)
+        for _ in tasks:
+            left = None if deadline is None else deadline - time.monotonic()
+            try:
+                yield it.next(timeout=max(left, 0.0)) if left is not None else it.next()
+            except mp.TimeoutError:
+                pool.terminate()
+                return
+
+
 def run_validity(args: argparse.Namespace) -> int:
+    import os
+
     from tqdm.auto import tqdm
 
     from .decoding.driver import default_adapter_dir
-    from .decoding.models import load_model
-    from .traces import load_traces
+    from .decoding.models import DEFAULT_NAME
 
+    if args.workers < 1:
+        raise ValueError(f"--workers must be >= 1, got {args.workers}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    from .training.datasets import split_graphs
-
-    graphs = list(load_traces(args.data))
-    if not graphs:
-        raise ValueError(f"{args.data}: no graphs to take prompts from")
-    split = split_graphs(graphs, fraction=0.1, seed=0)  # the training recipe's split
-    real = split.validation  # prompts from graphs the adapter never saw
-    reference = Reference.from_graphs(split.train)  # semantic validity: calls seen in training
+    _prompt_sources(args.data)  # bad data fails here, before any model loads
     adapter = None if args.adapter == "none" else (args.adapter or default_adapter_dir())
-    model = load_model(args.model, adapter)
+    adapter = str(adapter) if adapter is not None else None
+    model_name = (args.model or DEFAULT_NAME) + (f"+{Path(adapter).name}" if adapter else "")
     records_path = out / "records.jsonl"
     done = {record_key(r) for r in read_records(records_path)}
-    todo = [
-        p for p in plan(args) if (p[0].num_edges, p[0].depth, float(p[1]), p[2], p[3]) not in done
+    tasks: list[Task] = [
+        (c, t, m, f, args.samples, args.seed)
+        for c, t, m, f in plan(args)
+        if (c.num_edges, c.depth, float(t), m, f) not in done
     ]
+    threads = max(1, (os.cpu_count() or 1) // args.workers) if args.workers > 1 else 0
+    load = (args.data, args.model, adapter, threads)
+    new = 0
     with open(records_path, "a", encoding="utf-8") as fh:
-        for cell, temp, mode, fmt in tqdm(todo, desc="bench validity", unit="cell"):
-            cs = prompts(cell, args.samples, real, args.seed)
-            rec = run_cell(cell, temp, mode, fmt, cs, model, reference, args.seed)
+        bar = tqdm(total=len(tasks), desc="bench validity", unit="cell")
+        for rec in _results(tasks, args, load):
             fh.write(json.dumps(rec) + "\n")
             fh.flush()  # a killed run keeps every finished cell
-    write_summary(
-        out, read_records(records_path), model_name=getattr(model, "name", "?"), args=args
+            new += 1
+            bar.update()
+        bar.close()
+    write_summary(out, read_records(records_path), model_name=model_name, args=args)
+    left = len(tasks) - new
+    print(
+        f"wrote {out}/summary.md, summary.json, heat maps ({new} new cells"
+        + (f"; {left} left for a rerun)" if left else ")")
     )
-    print(f"wrote {out}/summary.md, summary.json, heat maps ({len(todo)} new cells)")
     return 0
 
 
@@ -198,10 +265,15 @@ def summarize(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def machine() -> str:
     import os
+    import sys
 
-    return (
+    text = (
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, {platform.system()}"
     )
+    torch = sys.modules.get("torch")  # never imported just for this
+    if torch is not None and torch.cuda.is_available():
+        text += f", {torch.cuda.get_device_name(0)}"
+    return text
 
 
 def write_summary(out: Path, records: list[dict[str, Any]], *, model_name: str, args: Any) -> None:
@@ -210,6 +282,7 @@ def write_summary(out: Path, records: list[dict[str, Any]], *, model_name: str, 
         "model": model_name,
         "machine": machine(),
         "samples_per_cell": getattr(args, "samples", None),
+        "workers": getattr(args, "workers", 1),
         "date": time.strftime("%Y-%m-%d"),
     }
     with atomic_writer(out / "summary.json") as fh:
@@ -222,7 +295,8 @@ def write_summary(out: Path, records: list[dict[str, Any]], *, model_name: str, 
 def markdown_table(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     lines = [
         f"Model: `{meta['model']}`; machine: {meta['machine']}; {meta['samples_per_cell']} samples per cell; "
-        f"{meta['date']}.",
+        f"{meta.get('workers', 1)} worker process(es) sharing the machine (wall time per valid graph is "
+        f"measured per cell, under that sharing); {meta['date']}.",
         "",
         "| mode | format | T | cells | samples | validity | instruction acc. | semantic | min cell validity "
         "| forward passes / valid | s / valid |",
@@ -307,6 +381,18 @@ def register_bench(p: argparse.ArgumentParser) -> None:
     v.add_argument("--seed", type=int, default=0)
     v.add_argument("--model", help="base model directory (default: embedded SmolLM2)")
     v.add_argument("--adapter", help="LoRA adapter (default: shipped; 'none' for the bare base)")
+    v.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes running cells side by side, each with its own model (default 1)",
+    )
+    v.add_argument(
+        "--time-limit",
+        type=float,
+        default=0,
+        help="seconds after which no new cell starts (unfinished cells are left for a rerun)",
+    )
     v.set_defaults(func=run_validity)
 
 
