@@ -22,9 +22,10 @@ from .strategies import call_graphs
 
 
 @st.composite
-def requests(draw: st.DrawFn, max_edges: int = 10) -> Constraints:
+def requests(draw: st.DrawFn, max_edges: int = 30) -> Constraints:
+    """The papers' grid: up to 30 calls, depth up to 6."""
     n = draw(st.integers(1, max_edges))
-    depth = 1 if n == 1 else draw(st.integers(2, min(n, 5)))
+    depth = 1 if n == 1 else draw(st.integers(2, min(n, 6)))
     latency = draw(st.integers(0, 500))
     return Constraints(f"S_{draw(st.integers(0, 10**8))}", n, depth, latency)
 
@@ -49,6 +50,14 @@ def test_constrained_output_is_always_valid(tiny_model, c, temperature, seed, fm
     for g in graphs:
         assert check(g, c) == []
         assert g.num_edges == c.num_edges and g.depth == c.depth and g.latency <= c.latency
+
+
+def test_deep_graphs_with_small_layers_are_not_cut_short(tiny_model):
+    """Regression: a deep layer's own small num_edges once capped the whole graph's size, so
+    constrained graphs of 14+ calls at depth 5-6 were dropped as runaway output."""
+    c = Constraints("S_62594849", 14, 6, 7)
+    run = run_generation(c, 6, seed=0, model=tiny_model)
+    assert [g.violations for g in run.generations] == [()] * 6
 
 
 def random_walk(engine, cond: LayerConditions, rng: random.Random, fmt: str = "layer") -> str:

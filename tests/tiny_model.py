@@ -21,7 +21,7 @@ def build_tiny_model(out: Path, seed: int = 0, hidden: int = 64) -> Path:
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=4,
-        max_position_embeddings=2048,
+        max_position_embeddings=8192,  # as the default base
         tie_word_embeddings=True,
         bos_token_id=tok.bos_token_id,
         eos_token_id=tok.eos_token_id,

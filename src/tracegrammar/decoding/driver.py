@@ -331,6 +331,7 @@ class _Decoder:
         self.reference = reference
         self.fast_forward = fast_forward
         self.stats = GenerationStats()
+        self.graph_edges: list[int] = []  # requested num_edges per graph (set by run)
         tok = lm.tokenizer
         self.eos = tok.eos_token_id
         self.pad = tok.pad_token_id if tok.pad_token_id is not None else self.eos
@@ -350,6 +351,7 @@ class _Decoder:
         failed: list[str | None] = [None] * len(requests)
         layer_problems: list[list[Violation]] = [[] for _ in requests]
         bar = _progress(progress, sum(s[0] for s in shapes))
+        self.graph_edges = [s[0] for s in shapes]
         wave = [
             self._root_item(i, c, s, seed, fmt)
             for i, (c, s) in enumerate(zip(requests, shapes, strict=True))
@@ -430,7 +432,10 @@ class _Decoder:
                 Edge(rid, item.cond.start_node, e.destination, e.type, e.start, e.finish)
             )
         children = []
-        limit = 2 * max(item.cond.num_edges, 1) + 8  # unconstrained output may ask for anything
+        # Unconstrained output may ask for any number of layers: stop a graph that has grown far
+        # past what was requested. The bound is the whole graph's (this layer's own num_edges
+        # is only its subtree's). Constrained output never reaches it.
+        limit = 2 * max(self.graph_edges[item.graph], 1) + 8
         for edge, values in parsed.subgraphs:
             try:
                 cond = LayerConditions(**values)  # type: ignore[arg-type]
