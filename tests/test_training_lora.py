@@ -176,6 +176,14 @@ def test_default_recipe_loads():
     assert (cfg.r, cfg.alpha, cfg.dropout, cfg.target_modules) == (8, 16, 0.1, ("q_proj", "k_proj"))
 
 
+def test_tabular_recipe_matches_its_shipped_adapter():
+    cfg = TrainConfig.from_yaml(ROOT / "training" / "tabular.yaml")
+    meta = json.loads((ROOT / "adapters" / "tabular" / ADAPTER_META).read_text())
+    assert cfg.format == "tabular" == meta["hyperparameters"]["format"]
+    for knob in ("max_length", "r", "alpha", "lr", "batch_size", "micro_batch_size", "epochs"):
+        assert getattr(cfg, knob) == meta["hyperparameters"][knob], knob
+
+
 def test_merged_adapter_computes_what_the_peft_wrapper_computes(trained, tiny_base):
     import torch
 

@@ -110,6 +110,13 @@ def run_cell(
 
 def plan(args: argparse.Namespace) -> list[tuple[Cell, float, str, str]]:
     cells = grid(args.max_edges, args.max_depth)
+    only = getattr(args, "only", None)
+    if only:
+        missing = sorted(set(only) - set(cells))
+        if missing:
+            c = missing[0]
+            raise ValueError(f"--only: cell {c.num_edges}x{c.depth} is not in the grid")
+        cells = [c for c in cells if c in set(only)]
     if args.cells and args.cells < len(cells):
         cells = sorted(
             random.Random(args.seed).sample(cells, args.cells), key=lambda c: (c.num_edges, c.depth)
@@ -373,6 +380,11 @@ def register_bench(p: argparse.ArgumentParser) -> None:
     v.add_argument(
         "--cells", type=int, default=0, help="a seeded random subset of this many cells (0: all)"
     )
+    v.add_argument(
+        "--only",
+        type=_cells,
+        help="just these cells, as NUM_EDGESxDEPTH separated by commas (e.g. 14x6,20x5)",
+    )
     v.add_argument("--max-edges", type=int, default=30)
     v.add_argument("--max-depth", type=int, default=6)
     v.add_argument("--temperatures", type=_floats, default=[0.2, 0.5, 0.8, 1.0])
@@ -394,6 +406,15 @@ def register_bench(p: argparse.ArgumentParser) -> None:
         help="seconds after which no new cell starts (unfinished cells are left for a rerun)",
     )
     v.set_defaults(func=run_validity)
+
+
+def _cells(text: str) -> list[Cell]:
+    try:
+        return [Cell(*(int(x) for x in item.split("x"))) for item in text.split(",") if item]
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(
+            f"expected cells as NUM_EDGESxDEPTH separated by commas, got {text!r}"
+        ) from None
 
 
 def _floats(text: str) -> list[float]:
