@@ -71,3 +71,15 @@ def test_time_limit_leaves_the_rest_for_a_rerun(tiny_model_dir, shared_data, tmp
     assert not (out / "records.jsonl").read_text().strip()
     assert main(_argv(data, out, tiny_model_dir)) == 0  # the rerun does them
     assert len(_outcomes(out)) == 3
+
+
+def test_only_picks_cells_and_refuses_ones_off_the_grid(capsys):
+    from argparse import Namespace
+
+    from tracegrammar.benchmark import Cell, plan
+
+    args = Namespace(max_edges=30, max_depth=6, cells=0, seed=0, temperatures=[0.8],
+                     modes=["constrained"], formats=["layer"], only=[Cell(14, 6), Cell(3, 2)])  # fmt: skip
+    assert [p[0] for p in plan(args)] == [Cell(3, 2), Cell(14, 6)]
+    assert main(["bench", "validity", "--only", "3x7"]) == 2
+    assert "3x7 is not in the grid" in capsys.readouterr().err

@@ -201,9 +201,10 @@ def run_validity(args: argparse.Namespace) -> int:
 
     if args.workers < 1:
         raise ValueError(f"--workers must be >= 1, got {args.workers}")
+    planned = plan(args)  # bad options fail here, before anything is read or written
+    _prompt_sources(args.data)  # bad data fails here, before any model loads
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    _prompt_sources(args.data)  # bad data fails here, before any model loads
     adapter = None if args.adapter == "none" else (args.adapter or default_adapter_dir())
     adapter = str(adapter) if adapter is not None else None
     model_name = (args.model or DEFAULT_NAME) + (f"+{Path(adapter).name}" if adapter else "")
@@ -211,7 +212,7 @@ def run_validity(args: argparse.Namespace) -> int:
     done = {record_key(r) for r in read_records(records_path)}
     tasks: list[Task] = [
         (c, t, m, f, args.samples, args.seed)
-        for c, t, m, f in plan(args)
+        for c, t, m, f in planned
         if (c.num_edges, c.depth, float(t), m, f) not in done
     ]
     threads = max(1, (os.cpu_count() or 1) // args.workers) if args.workers > 1 else 0
