@@ -83,3 +83,29 @@ def test_only_picks_cells_and_refuses_ones_off_the_grid(capsys):
     assert [p[0] for p in plan(args)] == [Cell(3, 2), Cell(14, 6)]
     assert main(["bench", "validity", "--only", "3x7"]) == 2
     assert "3x7 is not in the grid" in capsys.readouterr().err
+
+
+def test_a_failing_cell_is_reported_and_left_for_a_rerun(
+    tiny_model_dir, shared_data, tmp_path, capsys, monkeypatch
+):
+    import tracegrammar.benchmark as bench
+
+    real_run_cell = bench.run_cell
+
+    def flaky(cell, *args, **kwargs):
+        if cell.num_edges == 3:
+            raise RuntimeError("CUDA out of memory (simulated)")
+        return real_run_cell(cell, *args, **kwargs)
+
+    monkeypatch.setattr(bench, "run_cell", flaky)
+    data, out = shared_data / "alibaba-v2022-tracellm", tmp_path / "flaky"
+    argv = _argv(data, out, tiny_model_dir)
+    argv[argv.index("--cells") + 1] = "0"  # all 6 cells of the 4 x 3 grid
+    assert main(argv) == 1
+    text = capsys.readouterr()
+    assert "failed: cell 3x2, T=0.8, constrained, layer: RuntimeError: CUDA out of memory" in (
+        text.out + text.err
+    )
+    assert len(_outcomes(out)) == 4  # 1x1, 2x2, 4x2, 4x3 written; 3x2, 3x3 left for a rerun
+    monkeypatch.setattr(bench, "run_cell", real_run_cell)
+    assert main(argv) == 0 and len(_outcomes(out)) == 6

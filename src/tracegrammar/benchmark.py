@@ -159,9 +159,17 @@ def _load_state(data: str, model: str | None, adapter: str | None, threads: int)
 
 
 def _run_task(task: Task) -> dict[str, Any]:
+    """One cell's record; a cell that fails (out of GPU memory, say) comes back as an `error`
+    record, which is reported and not written, so the rest of the grid goes on and a rerun
+    retries it."""
     cell, temp, mode, fmt, samples, seed = task
-    cs = prompts(cell, samples, _STATE["real"], seed)
-    return run_cell(cell, temp, mode, fmt, cs, _STATE["model"], _STATE["reference"], seed)
+    try:
+        cs = prompts(cell, samples, _STATE["real"], seed)
+        return run_cell(cell, temp, mode, fmt, cs, _STATE["model"], _STATE["reference"], seed)
+    except Exception as exc:  # reported per cell, the run goes on
+        where = f"cell {cell.num_edges}x{cell.depth}, T={temp}, {mode}, {fmt}"
+        first = (str(exc).splitlines() or [""])[0][:200]
+        return {"error": f"{where}: {type(exc).__name__}: {first}"}
 
 
 def _results(tasks: list[Task], args: argparse.Namespace, load: tuple) -> Iterator[dict[str, Any]]:
@@ -217,22 +225,28 @@ def run_validity(args: argparse.Namespace) -> int:
     ]
     threads = max(1, (os.cpu_count() or 1) // args.workers) if args.workers > 1 else 0
     load = (args.data, args.model, adapter, threads)
-    new = 0
+    new = failed = 0
     with open(records_path, "a", encoding="utf-8") as fh:
         bar = tqdm(total=len(tasks), desc="bench validity", unit="cell")
         for rec in _results(tasks, args, load):
+            bar.update()
+            if "error" in rec:
+                failed += 1
+                bar.write(f"failed: {rec['error']}")
+                continue
             fh.write(json.dumps(rec) + "\n")
             fh.flush()  # a killed run keeps every finished cell
             new += 1
-            bar.update()
         bar.close()
     write_summary(out, read_records(records_path), model_name=model_name, args=args)
     left = len(tasks) - new
     print(
         f"wrote {out}/summary.md, summary.json, heat maps ({new} new cells"
-        + (f"; {left} left for a rerun)" if left else ")")
+        + (f"; {left} left for a rerun" if left else "")
+        + (f", {failed} of them failed" if failed else "")
+        + ")"
     )
-    return 0
+    return 0 if not failed else 1
 
 
 def summarize(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
