@@ -21,14 +21,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import machine, write
-from tracegrammar import Constraints, Reference, check_layer, load_traces
+from common import DEFAULT_DATA, machine, write
+from tracegrammar import Constraints, Reference, check_layer
 from tracegrammar.decoding.driver import complete_layers, default_adapter_dir, run_generation
 from tracegrammar.decoding.models import load_model
 from tracegrammar.encode import ParseError, parse_layer_output
 from tracegrammar.layers import decompose
 from tracegrammar.metrics import Outcome, instruction_accuracy, semantic_validity, validity
-from tracegrammar.training.datasets import split_graphs
+from tracegrammar.training.datasets import recipe_split
 
 
 def layer_valid(text: str, cond) -> bool:
@@ -43,13 +43,13 @@ def layer_valid(text: str, cond) -> bool:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
+    ap.add_argument("--data", default=DEFAULT_DATA)
     ap.add_argument("--layers", type=int, default=48)
     ap.add_argument("--graphs", type=int, default=16)
     ap.add_argument("--temperature", type=float, default=0.8)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
-    split = split_graphs(list(load_traces(args.data)), fraction=0.1, seed=0)
+    split = recipe_split(args.data)
     reference = Reference.from_graphs(split.train)
     rng = random.Random(args.seed)
     layers = [layer for g in split.validation for layer in decompose(g)]

@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results"
+#: The developer samples beside the checkout (`--data` default of every script).
+DEFAULT_DATA = str(Path(__file__).resolve().parents[2] / "shared" / "data")
 
 
 def machine() -> dict[str, Any]:

@@ -19,24 +19,24 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import machine, write
-from tracegrammar import Constraints, load_traces
+from common import DEFAULT_DATA, machine, write
+from tracegrammar import Constraints
 from tracegrammar.baseline import ProbabilisticBaseline
 from tracegrammar.decoding.driver import default_adapter_dir, run_generation
 from tracegrammar.decoding.models import load_model
 from tracegrammar.metrics import evaluate
-from tracegrammar.training.datasets import split_graphs
+from tracegrammar.training.datasets import recipe_split
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
+    ap.add_argument("--data", default=DEFAULT_DATA)
     ap.add_argument("--graphs", type=int, default=48)
     ap.add_argument("--max-edges", type=int, default=12)
     ap.add_argument("--temperature", type=float, default=0.8)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
-    split = split_graphs(list(load_traces(args.data)), fraction=0.1, seed=0)
+    split = recipe_split(args.data)
     small = [g for g in split.validation if g.num_edges <= args.max_edges]
     picks = random.Random(args.seed).sample(small, min(args.graphs, len(small)))
     cs = [Constraints(g.service, g.num_edges, g.depth, g.latency) for g in picks]

@@ -19,18 +19,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import machine, write
-from tracegrammar import Constraints, load_traces
+from common import DEFAULT_DATA, machine, write
+from tracegrammar import Constraints
 from tracegrammar.decoding.driver import default_adapter_dir, run_generation
 from tracegrammar.decoding.models import load_model
-from tracegrammar.training.datasets import split_graphs
+from tracegrammar.training.datasets import recipe_split
 
 
 def prompts(data: str, count: int, seed: int) -> list[Constraints]:
-    graphs = list(load_traces(data))
-    val = [
-        g for g in split_graphs(graphs, fraction=0.1, seed=0).validation if 2 <= g.num_edges <= 12
-    ]
+    val = [g for g in recipe_split(data).validation if 2 <= g.num_edges <= 12]
     picks = random.Random(seed).sample(val, min(count, len(val)))
     return [Constraints(g.service, g.num_edges, g.depth, g.latency) for g in picks]
 
@@ -61,7 +58,7 @@ def _row(runs: list, graphs: int) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
+    ap.add_argument("--data", default=DEFAULT_DATA)
     ap.add_argument("--graphs", type=int, default=24)
     ap.add_argument("--seeds", default="0,1", help="comma-separated; every mode runs every seed")
     ap.add_argument("--temperature", type=float, default=0.8)

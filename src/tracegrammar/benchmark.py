@@ -52,8 +52,14 @@ def prompts(cell: Cell, samples: int, real: list[CallGraph], seed: int) -> list[
     return [Constraints(g.service, cell.num_edges, cell.depth, max(g.latency, 1)) for g in picks]
 
 
+def task_key(
+    cell: Cell, temperature: float, mode: str, fmt: str
+) -> tuple[int, int, float, str, str]:
+    return (cell.num_edges, cell.depth, float(temperature), mode, fmt)
+
+
 def record_key(r: dict[str, Any]) -> tuple[int, int, float, str, str]:
-    return (r["num_edges"], r["depth"], float(r["temperature"]), r["mode"], r["format"])
+    return task_key(Cell(r["num_edges"], r["depth"]), r["temperature"], r["mode"], r["format"])
 
 
 def read_records(path: Path) -> list[dict[str, Any]]:
@@ -134,27 +140,29 @@ Task = tuple[Cell, float, str, str, int, int]  # cell, temperature, mode, format
 _STATE: dict[str, Any] = {}  # per process: the model and the prompt sources
 
 
-def _prompt_sources(data: str) -> tuple[list[CallGraph], Reference]:
-    from .traces import load_traces
-    from .training.datasets import split_graphs
-
-    graphs = list(load_traces(data))
-    if not graphs:
-        raise ValueError(f"{data}: no graphs to take prompts from")
-    split = split_graphs(graphs, fraction=0.1, seed=0)  # the training recipe's split
-    # prompts from graphs the adapter never saw; semantic validity: calls seen in training
-    return split.validation, Reference.from_graphs(split.train)
+Sources = tuple[list[CallGraph], Reference]
 
 
-def _load_state(data: str, model: str | None, adapter: str | None, threads: int) -> None:
-    """Load what one process needs to run cells (the pool's initializer; also used in-process)."""
+def _prompt_sources(data: str) -> Sources:
+    """Prompts from graphs the adapter never saw; semantic validity: calls seen in training."""
+    from .training.datasets import recipe_split
+
+    split = recipe_split(data)
+    return list(split.validation), Reference.from_graphs(split.train)
+
+
+def _load_state(
+    data: str, model: str | None, adapter: str | None, threads: int, sources: Sources | None = None
+) -> None:
+    """Load what one process needs to run cells (the pool's initializer; in-process, the
+    already loaded `sources` are passed)."""
     import torch
 
     from .decoding.models import load_model
 
     if threads:
         torch.set_num_threads(threads)
-    real, reference = _prompt_sources(data)
+    real, reference = sources or _prompt_sources(data)
     _STATE.update(model=load_model(model, adapter), real=real, reference=reference)
 
 
@@ -172,7 +180,9 @@ def _run_task(task: Task) -> dict[str, Any]:
         return {"error": f"{where}: {type(exc).__name__}: {first}"}
 
 
-def _results(tasks: list[Task], args: argparse.Namespace, load: tuple) -> Iterator[dict[str, Any]]:
+def _results(
+    tasks: list[Task], args: argparse.Namespace, load: tuple, sources: Sources
+) -> Iterator[dict[str, Any]]:
     """Run the tasks in this process or over a pool of `args.workers` processes (each with its
     own copy of the model: the engine's per-row work is Python on one core, so on a machine with
     many cores and a GPU the cells of a grid run side by side). Yields records as they finish;
@@ -180,7 +190,7 @@ def _results(tasks: list[Task], args: argparse.Namespace, load: tuple) -> Iterat
     does them)."""
     deadline = time.monotonic() + args.time_limit if args.time_limit else None
     if args.workers <= 1:
-        _load_state(*load)
+        _load_state(*load, sources)
         for task in tasks:
             if deadline is not None and time.monotonic() > deadline:
                 return
@@ -210,7 +220,7 @@ def run_validity(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise ValueError(f"--workers must be >= 1, got {args.workers}")
     planned = plan(args)  # bad options fail here, before anything is read or written
-    _prompt_sources(args.data)  # bad data fails here, before any model loads
+    sources = _prompt_sources(args.data)  # bad data fails here, before any model loads
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     adapter = None if args.adapter == "none" else (args.adapter or default_adapter_dir())
@@ -221,14 +231,14 @@ def run_validity(args: argparse.Namespace) -> int:
     tasks: list[Task] = [
         (c, t, m, f, args.samples, args.seed)
         for c, t, m, f in planned
-        if (c.num_edges, c.depth, float(t), m, f) not in done
+        if task_key(c, t, m, f) not in done
     ]
     threads = max(1, (os.cpu_count() or 1) // args.workers) if args.workers > 1 else 0
     load = (args.data, args.model, adapter, threads)
     new = failed = 0
     with open(records_path, "a", encoding="utf-8") as fh:
         bar = tqdm(total=len(tasks), desc="bench validity", unit="cell")
-        for rec in _results(tasks, args, load):
+        for rec in _results(tasks, args, load, sources):
             bar.update()
             if "error" in rec:
                 failed += 1

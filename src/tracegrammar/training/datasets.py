@@ -23,11 +23,12 @@ import random
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 from ..encode import render_conditions, render_graph_prompt, render_layer_output, render_row
 from ..layers import decompose
-from ..traces import graph_hash
+from ..traces import graph_hash, load_traces
 from ..types import CallGraph
 
 SampleKind = Literal["layer", "layer_instruct", "tabular"]
@@ -103,6 +104,16 @@ def split_graphs(
         val = {min(range(len(items)), key=lambda i: items[i][1])}
     train = tuple(g for i, (g, _) in enumerate(items) if i not in val)
     return Split(train=train, validation=tuple(items[i][0] for i in sorted(val)))
+
+
+def recipe_split(data: str | Path) -> Split:
+    """The split the shipped adapters were trained on (the recipes' val_fraction 0.1, split_seed 0)
+    of the graphs under `data`. Benchmarks take prompts from its validation side: graphs the
+    adapters never saw."""
+    graphs = list(load_traces(data))
+    if not graphs:
+        raise ValueError(f"{data}: no graphs to take prompts from")
+    return split_graphs(graphs)
 
 
 # ------------------------------------------------------------------------------------------------
