@@ -2,12 +2,17 @@
 
 - constrained with forced-token spans (the default), constrained feeding forced tokens one per
   forward pass, and unconstrained sampling, on the same prompts and seeds;
+- at several batch widths: the prompts go to `run_generation` in consecutive groups of B (B=24:
+  all at once), since how wide a batch is decides what a forced token saves on a CPU;
 - per mode: forward passes and wall time per valid graph, share of layer tokens forced, engine
-  time as a share of decoding time.
+  time as a share of decoding time; per batch width, valid graphs per second constrained over raw
+  graphs per second unconstrained.
 
-    .venv/bin/python bench/generation.py [--graphs 24] [--seeds 0,1] [--adapter none]
+    .venv/bin/python bench/generation.py [--graphs 24] [--seeds 0,1] [--batches 24,6,1]
+                                         [--adapter none]
 
-Writes bench/results/generation.{json,md}.
+The forced-tokens-one-per-pass ablation runs at the widest batch only (at B=1 it alone would
+take longer than everything else). Writes bench/results/generation.{json,md}.
 """
 
 from __future__ import annotations
@@ -21,9 +26,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import DEFAULT_DATA, machine, write
 from tracegrammar import Constraints
-from tracegrammar.decoding.driver import default_adapter_dir, run_generation
-from tracegrammar.decoding.models import load_model
+from tracegrammar.decoding.driver import GenerationRun, default_adapter_dir, run_generation
+from tracegrammar.decoding.models import LoadedModel, load_model
 from tracegrammar.training.datasets import recipe_split
+
+MODES = {
+    "constrained": {"constrained": True, "fast_forward": True},
+    "constrained, forced tokens one per pass": {"constrained": True, "fast_forward": False},
+    "unconstrained": {"constrained": False, "fast_forward": True},
+}
+ABLATION = "constrained, forced tokens one per pass"
 
 
 def prompts(data: str, count: int, seed: int) -> list[Constraints]:
@@ -32,7 +44,8 @@ def prompts(data: str, count: int, seed: int) -> list[Constraints]:
     return [Constraints(g.service, g.num_edges, g.depth, g.latency) for g in picks]
 
 
-def _row(runs: list, graphs: int) -> dict:
+def _row(runs: list[GenerationRun]) -> dict:
+    graphs = sum(len(run.generations) for run in runs)
     valid = sum(g.valid for run in runs for g in run.generations)  # oracle with the constraints
     wall = sum(run.stats.wall_s for run in runs)
     passes = sum(run.stats.forward_passes for run in runs)
@@ -40,7 +53,7 @@ def _row(runs: list, graphs: int) -> dict:
     forced = sum(run.stats.forced_tokens for run in runs)
     engine = sum(run.stats.engine_s for run in runs)
     return {
-        "graphs": graphs * len(runs),
+        "graphs": graphs,
         "valid": valid,
         "forward_passes": passes,
         "sampled_tokens": sampled,
@@ -51,9 +64,19 @@ def _row(runs: list, graphs: int) -> dict:
         "engine_share": engine / wall if wall else 0.0,
         "forward_passes_per_valid": passes / valid if valid else None,
         "wall_s_per_valid": wall / valid if valid else None,
-        "graphs_per_s": graphs * len(runs) / wall,
+        "graphs_per_s": graphs / wall,
         "valid_graphs_per_s": valid / wall,
     }
+
+
+def run_batched(
+    lm: LoadedModel, cs: list[Constraints], batch: int, seed: int, temperature: float, **kw: bool
+) -> list[GenerationRun]:
+    """The prompts in consecutive groups of `batch`, one `run_generation` call per group."""
+    return [
+        run_generation(cs[i : i + batch], 1, temperature=temperature, seed=seed, model=lm, **kw)
+        for i in range(0, len(cs), batch)
+    ]
 
 
 def main() -> None:
@@ -61,67 +84,92 @@ def main() -> None:
     ap.add_argument("--data", default=DEFAULT_DATA)
     ap.add_argument("--graphs", type=int, default=24)
     ap.add_argument("--seeds", default="0,1", help="comma-separated; every mode runs every seed")
+    ap.add_argument("--batches", default="24,6,1", help="batch widths, comma-separated")
     ap.add_argument("--temperature", type=float, default=0.8)
     ap.add_argument("--adapter", default=None, help="'none' for the bare base")
     args = ap.parse_args()
     seeds = [int(x) for x in args.seeds.split(",")]
+    batches = sorted({int(x) for x in args.batches.split(",")}, reverse=True)
+    if not seeds or min(batches) < 1:
+        ap.error(f"--seeds and --batches need at least one value, batches >= 1: {args.batches!r}")
     adapter = None if args.adapter == "none" else (args.adapter or default_adapter_dir())
     lm = load_model(None, adapter)
     cs = prompts(args.data, args.graphs, 0)
-    modes = {
-        "constrained": {"constrained": True, "fast_forward": True},
-        "constrained, forced tokens one per pass": {"constrained": True, "fast_forward": False},
-        "unconstrained": {"constrained": False, "fast_forward": True},
-    }
-    rows, per_seed = {}, []
-    for name, kw in modes.items():
-        runs = []
-        for seed in seeds:
-            run = run_generation(cs, 1, temperature=args.temperature, seed=seed, model=lm, **kw)
-            runs.append(run)
-            print(name, seed, _row([run], len(cs)), flush=True)
-        rows[name] = _row(runs, len(cs))
-        rows[name]["per_seed"] = [_row([run], len(cs)) for run in runs]
-    for i, seed in enumerate(seeds):
-        c, u = rows["constrained"]["per_seed"][i], rows["unconstrained"]["per_seed"][i]
-        per_seed.append((seed, c["valid_graphs_per_s"] / u["graphs_per_s"]))
-    c, u = rows["constrained"], rows["unconstrained"]
-    ratio = c["valid_graphs_per_s"] / u["graphs_per_s"]
+    results = []
+    for batch in batches:
+        rows = {}
+        for name, kw in MODES.items():
+            if name == ABLATION and batch != batches[0]:
+                continue
+            per_seed = []
+            for seed in seeds:
+                runs = run_batched(lm, cs, batch, seed, args.temperature, **kw)
+                per_seed.append(runs)
+                print(f"B={batch}", name, seed, _row(runs), flush=True)
+            rows[name] = _row([r for runs in per_seed for r in runs])
+            rows[name]["per_seed"] = [_row(runs) for runs in per_seed]
+        c, u = rows["constrained"], rows["unconstrained"]
+        ratios = [
+            cs_["valid_graphs_per_s"] / us_["graphs_per_s"]
+            for cs_, us_ in zip(c["per_seed"], u["per_seed"], strict=True)
+        ]
+        results.append({"batch": batch, "rows": rows,
+                        "valid_per_s_constrained_over_raw_per_s_unconstrained":
+                            c["valid_graphs_per_s"] / u["graphs_per_s"],
+                        "ratio_per_seed": dict(zip(seeds, ratios, strict=True))})  # fmt: skip
     data = {"machine": machine(), "model": lm.name, "adapter": lm.adapter,
-            "temperature": args.temperature, "seeds": seeds, "rows": rows,
-            "valid_per_s_constrained_over_raw_per_s_unconstrained": ratio,
-            "ratio_per_seed": dict(per_seed)}  # fmt: skip
+            "temperature": args.temperature, "seeds": seeds, "graphs": len(cs),
+            "batches": results}  # fmt: skip
+    write("generation", data, _markdown(data, args))
+
+
+def _markdown(data: dict, args: argparse.Namespace) -> str:
     md = [
-        f"# Generation cost ({lm.name}, adapter {lm.adapter}, T={args.temperature}, "
-        f"{len(cs)} validation prompts x seeds {seeds})",
+        f"# Generation cost ({data['model']}, adapter {data['adapter']}, T={data['temperature']}, "
+        f"{data['graphs']} validation prompts x seeds {data['seeds']})",
         "",
         f"Machine: {data['machine']}",
         "",
-        "`.venv/bin/python bench/generation.py` (all modes run here, one after the other).",
+        f"`.venv/bin/python bench/generation.py --batches {args.batches}` (all modes and batch "
+        "widths run here, one after the other; B = graphs per `run_generation` call).",
         "",
-        "| mode | valid | forward passes / valid | s / valid | forced share | engine share of wall |",
-        "|---|---|---|---|---|---|",
+        "| B | mode | valid | forward passes / valid | s / valid | forced share | engine share |",
+        "|---|---|---|---|---|---|---|",
     ]
-    for name, r in rows.items():
-        fpv = (
-            "-" if r["forward_passes_per_valid"] is None else f"{r['forward_passes_per_valid']:.1f}"
-        )
-        spv = "-" if r["wall_s_per_valid"] is None else f"{r['wall_s_per_valid']:.2f}"
-        share = f"{r['forced_share']:.0%} | {r['engine_share']:.1%}"
-        md.append(f"| {name} | {r['valid']}/{r['graphs']} | {fpv} | {spv} | {share} |")
-    seeds_md = ", ".join(f"seed {s}: {r:.2f}" for s, r in per_seed)
+    for res in data["batches"]:
+        for name, r in res["rows"].items():
+            fpv = r["forward_passes_per_valid"]
+            spv = r["wall_s_per_valid"]
+            md.append(
+                f"| {res['batch']} | {name} | {r['valid']}/{r['graphs']} | "
+                f"{'-' if fpv is None else f'{fpv:.1f}'} | {'-' if spv is None else f'{spv:.2f}'} "
+                f"| {r['forced_share']:.0%} | {r['engine_share']:.1%} |"
+            )
     md += [
         "",
-        f"Valid graphs per second, constrained: {c['valid_graphs_per_s']:.3f}; raw graphs per second, "
-        f"unconstrained: {u['graphs_per_s']:.3f}; ratio {ratio:.2f} (target >= 2; {seeds_md}).",
-        f"Forced share of layer tokens (constrained): {c['forced_share']:.0%} (target >= 50%). "
-        f"Engine time: {c['engine_share']:.1%} of wall time (target <= 5% of a decoding step).",
+        "| B | valid graphs / s, constrained | raw graphs / s, unconstrained | ratio (target >= 2) "
+        "| per seed |",
+        "|---|---|---|---|---|",
+    ]
+    for res in data["batches"]:
+        c, u = res["rows"]["constrained"], res["rows"]["unconstrained"]
+        seeds = ", ".join(f"{s}: {r:.2f}" for s, r in res["ratio_per_seed"].items())
+        md.append(
+            f"| {res['batch']} | {c['valid_graphs_per_s']:.3f} | {u['graphs_per_s']:.3f} | "
+            f"{res['valid_per_s_constrained_over_raw_per_s_unconstrained']:.2f} | {seeds} |"
+        )
+    c = data["batches"][0]["rows"]["constrained"]
+    md += [
+        "",
+        f"Forced share of layer tokens (constrained, B={data['batches'][0]['batch']}): "
+        f"{c['forced_share']:.0%} (target >= 50%). Engine time: {c['engine_share']:.1%} of wall "
+        "time (target <= 5% of a decoding step).",
         "",
         "An unconstrained graph's cost varies a lot from draw to draw: it ends at its first "
         "unparseable layer, or runs a layer to its token budget when the model does not close it.",
         "",
     ]
-    write("generation", data, "\n".join(md))
+    return "\n".join(md)
 
 
 if __name__ == "__main__":
