@@ -109,3 +109,52 @@ def test_a_failing_cell_is_reported_and_left_for_a_rerun(
     assert len(_outcomes(out)) == 4  # 1x1, 2x2, 4x2, 4x3 written; 3x2, 3x3 left for a rerun
     monkeypatch.setattr(bench, "run_cell", real_run_cell)
     assert main(argv) == 0 and len(_outcomes(out)) == 6
+
+
+def _rec(n, d, mode, validity, wall, samples=10, fmt="layer", t=0.8):
+    return {"num_edges": n, "depth": d, "mode": mode, "format": fmt, "temperature": t,
+            "samples": samples, "validity": validity, "wall_s": wall}  # fmt: skip
+
+
+def test_speed_pools_the_cells_run_in_both_modes():
+    from tracegrammar.benchmark import speed
+
+    records = [
+        _rec(2, 2, "constrained", 1.0, 4.0),
+        _rec(3, 2, "constrained", 0.5, 6.0),
+        _rec(4, 2, "constrained", 1.0, 100.0),  # no unconstrained twin: left out
+        _rec(2, 2, "unconstrained", 0.2, 10.0),
+        _rec(3, 2, "unconstrained", 0.0, 30.0),
+        _rec(2, 2, "constrained", 1.0, 1.0, t=0.2),  # a group with one mode only: no row
+    ]
+    (row,) = speed(records)
+    # constrained: (10 + 5) valid in 10 s; unconstrained: 20 raw graphs in 40 s
+    assert (row["format"], row["temperature"], row["cells"], row["max_num_edges"]) == (
+        "layer", 0.8, 2, 3,
+    )  # fmt: skip
+    assert row["constrained_valid_per_s"] == 1.5 and row["unconstrained_raw_per_s"] == 0.5
+    assert row["ratio"] == 3.0
+
+
+def test_summary_only_keeps_the_machine_the_records_ran_on(tmp_path, capsys):
+    out = tmp_path / "grid"
+    out.mkdir()
+    records = [
+        {**_rec(2, 2, "constrained", 1.0, 4.0), "instruction_accuracy": 1.0,
+         "semantic_validity": None, "forward_passes": 8},
+        {**_rec(2, 2, "unconstrained", 0.5, 8.0), "instruction_accuracy": 0.1,
+         "semantic_validity": None, "forward_passes": 80},
+    ]  # fmt: skip
+    (out / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    argv = ["bench", "validity", "--out", str(out), "--summary-only"]
+    assert main(argv) == 2  # no summary.json: nothing says where the records ran
+    assert "no summary.json" in capsys.readouterr().err
+    meta = {"model": "m", "machine": "a GPU box", "samples_per_cell": 10, "workers": 4,
+            "date": "2026-01-01"}  # fmt: skip
+    (out / "summary.json").write_text(json.dumps({"meta": meta, "rows": []}))
+    assert main(argv) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["meta"] == meta and len(summary["rows"]) == 2
+    assert summary["speed"][0]["ratio"] == 2.0  # 2.5 valid/s over 1.25 raw/s
+    text = (out / "summary.md").read_text()
+    assert "a GPU box" in text and "| layer | 0.8 | 1 (2) | 2.50 | 1.25 | 2.00 |" in text

@@ -217,6 +217,8 @@ def run_validity(args: argparse.Namespace) -> int:
     from .decoding.driver import default_adapter_dir
     from .decoding.models import DEFAULT_NAME
 
+    if args.summary_only:
+        return rewrite_summary(Path(args.out))
     if args.workers < 1:
         raise ValueError(f"--workers must be >= 1, got {args.workers}")
     planned = plan(args)  # bad options fail here, before anything is read or written
@@ -295,6 +297,39 @@ def summarize(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
+def speed(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per (format, temperature): valid graphs per second constrained over raw graphs per second
+    unconstrained, pooled over the cells run in both modes (the issue's throughput target, on
+    the grid's prompts; each mode's cells ran on the same prompts)."""
+    by_key: dict[tuple[str, float], dict[str, dict[tuple[int, int], dict[str, Any]]]] = {}
+    for r in records:
+        modes = by_key.setdefault((r["format"], float(r["temperature"])), {})
+        modes.setdefault(r["mode"], {})[(r["num_edges"], r["depth"])] = r
+    rows = []
+    for (fmt, temp), modes in sorted(by_key.items()):
+        con, unc = modes.get("constrained", {}), modes.get("unconstrained", {})
+        common = sorted(set(con) & set(unc))
+        if not common:
+            continue
+        valid = sum(con[k]["validity"] * con[k]["samples"] for k in common)
+        con_s = sum(con[k]["wall_s"] for k in common)
+        raw = sum(unc[k]["samples"] for k in common)
+        unc_s = sum(unc[k]["wall_s"] for k in common)
+        valid_per_s, raw_per_s = valid / con_s, raw / unc_s
+        rows.append(
+            {
+                "format": fmt,
+                "temperature": temp,
+                "cells": len(common),
+                "max_num_edges": max(k[0] for k in common),
+                "constrained_valid_per_s": valid_per_s,
+                "unconstrained_raw_per_s": raw_per_s,
+                "ratio": valid_per_s / raw_per_s,
+            }
+        )
+    return rows
+
+
 def machine() -> str:
     import os
     import sys
@@ -308,20 +343,44 @@ def machine() -> str:
     return text
 
 
-def write_summary(out: Path, records: list[dict[str, Any]], *, model_name: str, args: Any) -> None:
+def write_summary(
+    out: Path,
+    records: list[dict[str, Any]],
+    *,
+    model_name: str,
+    args: Any,
+    meta: dict[str, Any] | None = None,
+) -> None:
+    """summary.json, summary.md and the heat maps; `meta` (machine, model, ...) defaults to this
+    run's."""
     rows = summarize(records)
-    meta = {
+    meta = meta or {
         "model": model_name,
         "machine": machine(),
         "samples_per_cell": getattr(args, "samples", None),
         "workers": getattr(args, "workers", 1),
         "date": time.strftime("%Y-%m-%d"),
     }
+    ratios = speed(records)
     with atomic_writer(out / "summary.json") as fh:
-        json.dump({"meta": meta, "rows": rows}, fh, indent=1)
+        json.dump({"meta": meta, "rows": rows, "speed": ratios}, fh, indent=1)
     with atomic_writer(out / "summary.md") as fh:
-        fh.write(markdown_table(rows, meta))
+        fh.write(markdown_table(rows, meta) + speed_table(ratios))
     heatmaps(records, out)
+
+
+def rewrite_summary(out: Path) -> int:
+    """`--summary-only`: the summary again from the records in `out`, keeping the description of
+    the machine and run that `summary.json` recorded when they were measured."""
+    records_path, summary_path = out / "records.jsonl", out / "summary.json"
+    if not records_path.is_file():
+        raise ValueError(f"--out {out}: no records.jsonl to summarize")
+    if not summary_path.is_file():
+        raise ValueError(f"--out {out}: no summary.json with the machine the records ran on")
+    meta = json.loads(summary_path.read_text())["meta"]
+    write_summary(out, read_records(records_path), model_name=meta["model"], args=None, meta=meta)
+    print(f"rewrote {out}/summary.md, summary.json, heat maps")
+    return 0
 
 
 def markdown_table(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
@@ -339,6 +398,27 @@ def markdown_table(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
             f"| {r['mode']} | {r['format']} | {r['temperature']} | {r['cells']} | {r['samples']} | "
             f"{r['validity']:.1%} | {r['instruction_accuracy']:.1%} | {_pct(r['semantic_validity'])} | "
             f"{r['min_cell_validity']:.1%} | {_num(r['forward_passes_per_valid'])} | {_num(r['wall_s_per_valid'])} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def speed_table(ratios: list[dict[str, Any]]) -> str:
+    if not ratios:
+        return ""
+    lines = [
+        "",
+        "Throughput on the cells run in both modes (the engine's target: valid graphs per second "
+        "constrained >= 2x raw graphs per second unconstrained):",
+        "",
+        "| format | T | cells (num_edges <=) | valid / s, constrained | raw / s, unconstrained "
+        "| ratio |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in ratios:
+        lines.append(
+            f"| {r['format']} | {r['temperature']} | {r['cells']} ({r['max_num_edges']}) | "
+            f"{r['constrained_valid_per_s']:.2f} | {r['unconstrained_raw_per_s']:.2f} | "
+            f"{r['ratio']:.2f} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -429,6 +509,12 @@ def register_bench(p: argparse.ArgumentParser) -> None:
         type=float,
         default=0,
         help="seconds after which no new cell starts (unfinished cells are left for a rerun)",
+    )
+    v.add_argument(
+        "--summary-only",
+        action="store_true",
+        help="run nothing: write the summary again from the records in --out, keeping the "
+        "machine they were measured on",
     )
     v.set_defaults(func=run_validity)
 
