@@ -250,7 +250,7 @@ def run_validity(args: argparse.Namespace) -> int:
             fh.flush()  # a killed run keeps every finished cell
             new += 1
         bar.close()
-    write_summary(out, read_records(records_path), model_name=model_name, args=args)
+    write_summary(out, read_records(records_path), run_meta(model_name, args))
     left = len(tasks) - new
     print(
         f"wrote {out}/summary.md, summary.json, heat maps ({new} new cells"
@@ -263,11 +263,8 @@ def run_validity(args: argparse.Namespace) -> int:
 
 def summarize(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per (mode, format, temperature): sample-weighted means over the cells."""
-    groups: dict[tuple[str, str, float], list[dict[str, Any]]] = {}
-    for r in records:
-        groups.setdefault((r["mode"], r["format"], float(r["temperature"])), []).append(r)
     rows = []
-    for (mode, fmt, temp), rs in sorted(groups.items()):
+    for (mode, fmt, temp), rs in _by_group(records):
         n = sum(r["samples"] for r in rs)
         valid_n = sum(r["validity"] * r["samples"] for r in rs)
         sem = [r for r in rs if r["semantic_validity"] is not None]
@@ -301,13 +298,12 @@ def speed(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per (format, temperature): valid graphs per second constrained over raw graphs per second
     unconstrained, pooled over the cells run in both modes (the issue's throughput target, on
     the grid's prompts; each mode's cells ran on the same prompts)."""
-    by_key: dict[tuple[str, float], dict[str, dict[tuple[int, int], dict[str, Any]]]] = {}
-    for r in records:
-        modes = by_key.setdefault((r["format"], float(r["temperature"])), {})
-        modes.setdefault(r["mode"], {})[(r["num_edges"], r["depth"])] = r
+    cells = {key: {(r["num_edges"], r["depth"]): r for r in rs} for key, rs in _by_group(records)}
     rows = []
-    for (fmt, temp), modes in sorted(by_key.items()):
-        con, unc = modes.get("constrained", {}), modes.get("unconstrained", {})
+    for (mode, fmt, temp), con in cells.items():
+        if mode != "constrained":
+            continue
+        unc = cells.get(("unconstrained", fmt, temp), {})
         common = sorted(set(con) & set(unc))
         if not common:
             continue
@@ -343,24 +339,20 @@ def machine() -> str:
     return text
 
 
-def write_summary(
-    out: Path,
-    records: list[dict[str, Any]],
-    *,
-    model_name: str,
-    args: Any,
-    meta: dict[str, Any] | None = None,
-) -> None:
-    """summary.json, summary.md and the heat maps; `meta` (machine, model, ...) defaults to this
-    run's."""
-    rows = summarize(records)
-    meta = meta or {
+def run_meta(model_name: str, args: argparse.Namespace) -> dict[str, Any]:
+    """What the summary says about the run: model, machine, samples, workers, date."""
+    return {
         "model": model_name,
         "machine": machine(),
-        "samples_per_cell": getattr(args, "samples", None),
-        "workers": getattr(args, "workers", 1),
+        "samples_per_cell": args.samples,
+        "workers": args.workers,
         "date": time.strftime("%Y-%m-%d"),
     }
+
+
+def write_summary(out: Path, records: list[dict[str, Any]], meta: dict[str, Any]) -> None:
+    """summary.json, summary.md and the heat maps; `meta` describes the run (`run_meta`)."""
+    rows = summarize(records)
     ratios = speed(records)
     with atomic_writer(out / "summary.json") as fh:
         json.dump({"meta": meta, "rows": rows, "speed": ratios}, fh, indent=1)
@@ -378,7 +370,7 @@ def rewrite_summary(out: Path) -> int:
     if not summary_path.is_file():
         raise ValueError(f"--out {out}: no summary.json with the machine the records ran on")
     meta = json.loads(summary_path.read_text())["meta"]
-    write_summary(out, read_records(records_path), model_name=meta["model"], args=None, meta=meta)
+    write_summary(out, read_records(records_path), meta)
     print(f"rewrote {out}/summary.md, summary.json, heat maps")
     return 0
 
@@ -389,17 +381,26 @@ def markdown_table(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         f"{meta.get('workers', 1)} worker process(es) sharing the machine (wall time per valid graph is "
         f"measured per cell, under that sharing); {meta['date']}.",
         "",
-        "| mode | format | T | cells | samples | validity | instruction acc. | semantic | min cell validity "
-        "| forward passes / valid | s / valid |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in rows:
-        lines.append(
-            f"| {r['mode']} | {r['format']} | {r['temperature']} | {r['cells']} | {r['samples']} | "
-            f"{r['validity']:.1%} | {r['instruction_accuracy']:.1%} | {_pct(r['semantic_validity'])} | "
-            f"{r['min_cell_validity']:.1%} | {_num(r['forward_passes_per_valid'])} | {_num(r['wall_s_per_valid'])} |"
-        )
-    return "\n".join(lines) + "\n"
+    columns = ["mode", "format", "T", "cells", "samples", "validity", "instruction acc.",
+               "semantic", "min cell validity", "forward passes / valid", "s / valid"]  # fmt: skip
+    cells = [
+        [
+            r["mode"],
+            r["format"],
+            r["temperature"],
+            r["cells"],
+            r["samples"],
+            f"{r['validity']:.1%}",
+            f"{r['instruction_accuracy']:.1%}",
+            _pct(r["semantic_validity"]),
+            f"{r['min_cell_validity']:.1%}",
+            _num(r["forward_passes_per_valid"]),
+            _num(r["wall_s_per_valid"]),
+        ]
+        for r in rows
+    ]
+    return "\n".join(lines + _table(columns, cells)) + "\n"
 
 
 def speed_table(ratios: list[dict[str, Any]]) -> str:
@@ -410,17 +411,30 @@ def speed_table(ratios: list[dict[str, Any]]) -> str:
         "Throughput on the cells run in both modes (the engine's target: valid graphs per second "
         "constrained >= 2x raw graphs per second unconstrained):",
         "",
-        "| format | T | cells (num_edges <=) | valid / s, constrained | raw / s, unconstrained "
-        "| ratio |",
-        "|---|---|---|---|---|---|",
     ]
-    for r in ratios:
-        lines.append(
-            f"| {r['format']} | {r['temperature']} | {r['cells']} ({r['max_num_edges']}) | "
-            f"{r['constrained_valid_per_s']:.2f} | {r['unconstrained_raw_per_s']:.2f} | "
-            f"{r['ratio']:.2f} |"
-        )
-    return "\n".join(lines) + "\n"
+    columns = ["format", "T", "cells (num_edges <=)", "valid / s, constrained",
+               "raw / s, unconstrained", "ratio"]  # fmt: skip
+    cells = [
+        [
+            r["format"],
+            r["temperature"],
+            f"{r['cells']} ({r['max_num_edges']})",
+            f"{r['constrained_valid_per_s']:.2f}",
+            f"{r['unconstrained_raw_per_s']:.2f}",
+            f"{r['ratio']:.2f}",
+        ]
+        for r in ratios
+    ]
+    return "\n".join(lines + _table(columns, cells)) + "\n"
+
+
+def _table(columns: list[str], rows: list[list[Any]]) -> list[str]:
+    """A markdown table's lines."""
+    return [
+        "| " + " | ".join(columns) + " |",
+        "|" + "---|" * len(columns),
+        *("| " + " | ".join(str(x) for x in row) + " |" for row in rows),
+    ]
 
 
 def _pct(x: float | None) -> str:
