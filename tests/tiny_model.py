@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def build_tiny_model(out: Path, seed: int = 0, hidden: int = 64) -> Path:
+def build_tiny_model(out: Path, seed: int = 0, hidden: int = 64, kv_heads: int = 2) -> Path:
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
@@ -20,7 +20,7 @@ def build_tiny_model(out: Path, seed: int = 0, hidden: int = 64) -> Path:
         intermediate_size=128,
         num_hidden_layers=2,
         num_attention_heads=4,
-        num_key_value_heads=4,
+        num_key_value_heads=kv_heads,  # grouped, as the default base (9 query, 3 kv heads)
         max_position_embeddings=8192,  # as the default base
         tie_word_embeddings=True,
         bos_token_id=tok.bos_token_id,

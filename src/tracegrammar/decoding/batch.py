@@ -15,6 +15,8 @@ from typing import Any
 
 import torch
 
+from .models import unwrap_peft
+
 
 @dataclass
 class BatchState:
@@ -41,7 +43,9 @@ class BatchState:
                 mask[row, width - len(chunk) :] = 1
         attention = mask if self.attention is None else torch.cat([self.attention, mask], dim=1)
         positions = (attention.cumsum(dim=1) - 1).clamp(min=0)[:, -width:]
-        extra = {"logits_to_keep": 1} if _keeps_logits(type(_base(self.model))) else {}
+        extra = {}
+        if _keeps_logits(type(unwrap_peft(self.model))):  # peft passes keywords through
+            extra["logits_to_keep"] = last_position(width, self.device)
         with torch.inference_mode():
             out = self.model(
                 input_ids=ids.to(self.device),
@@ -66,10 +70,12 @@ class BatchState:
         self.attention = self.attention[index]
 
 
-def _base(model: Any) -> Any:
-    """The transformers model under a peft wrapper (peft passes extra keywords through)."""
-    get = getattr(model, "get_base_model", None)
-    return get() if callable(get) else model
+def last_position(width: int, device: torch.device) -> torch.Tensor:
+    """`logits_to_keep` for the last of `width` positions, as an index rather than the int 1:
+    indexing gives a contiguous [B, 1, hidden] copy, while the int's strided slice sends the
+    vocabulary projection down a batched matmul that copies the weight once per row (on a 2-core
+    CPU at 24 rows, ~85 ms more on every pass wider than one token; bench/results/pass_cost.md)."""
+    return torch.tensor([width - 1], device=device)
 
 
 @cache

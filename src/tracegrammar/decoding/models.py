@@ -128,6 +128,8 @@ def load_model(
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from .attention import use_grouped_sdpa
+
     base = Path(path) if path is not None else default_model_dir()
     if not (base / "config.json").is_file():
         raise ModelError(f"{base}: not a Hugging Face model directory (no config.json)")
@@ -139,6 +141,7 @@ def load_model(
             model = model.merge_and_unload()
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device).eval()
+    use_grouped_sdpa(unwrap_peft(model))
     return LoadedModel(model, tok, str(base), str(adapter) if adapter else None)
 
 
@@ -164,6 +167,12 @@ def _with_adapter(model: Any, base: Path, adapter: Path) -> Any:
         raise ModelError(
             f"{adapter}: does not fit base {base}: {str(exc).splitlines()[0]}"
         ) from None
+
+
+def unwrap_peft(model: Any) -> Any:
+    """The transformers model under a peft wrapper."""
+    get = getattr(model, "get_base_model", None)
+    return get() if callable(get) else model
 
 
 def base_shape(model: Any) -> tuple[int, int, int]:
