@@ -74,7 +74,7 @@ def main() -> None:
     ap.add_argument("--rows", default="24,6,1")
     ap.add_argument("--widths", default="1,2,4,8,16,32")
     ap.add_argument("--past", type=int, default=100)
-    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--reps", type=int, default=6)
     args = ap.parse_args()
     rows_list = [int(x) for x in args.rows.split(",")]
     widths = [int(x) for x in args.widths.split(",")]
@@ -84,8 +84,10 @@ def main() -> None:
         cache, mask = prefill(model, rows, args.past)
         for width in widths:
             times: dict[str, list[float]] = {v: [] for v in VARIANTS}
-            for _ in range(args.reps):  # interleaved, so drift hits every variant alike
-                for name, (index_keep, attn) in VARIANTS.items():
+            names = list(VARIANTS)
+            for rep in range(args.reps):  # interleaved, order rotated: drift hits all alike
+                for name in names[rep % len(names) :] + names[: rep % len(names)]:
+                    index_keep, attn = VARIANTS[name]
                     model.set_attn_implementation(attn)
                     times[name].append(one_pass(model, cache, mask, width, index_keep))
             row = {"rows": rows, "width": width}
@@ -100,7 +102,7 @@ def main() -> None:
         f"Machine: {machine()}",
         "",
         f"`.venv/bin/python bench/pass_cost.py --rows {args.rows} --widths {args.widths} "
-        f"--past {args.past}`: median of {args.reps} interleaved passes, ms per pass.",
+        f"--past {args.past}`: median of {args.reps} passes, the variants interleaved in rotating order; ms per pass.",
         "",
         "| rows | new tokens per row | " + " | ".join(cols) + " | defaults / decoder |",
         "|---" * (len(cols) + 3) + "|",
