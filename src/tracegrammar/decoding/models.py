@@ -123,7 +123,8 @@ def load_model(
     `path` is a local Hugging Face model directory; nothing is fetched from a hub. With `merge`
     (the default) the adapter's weights are folded into the base weights, so decoding pays
     nothing for the adapter (the model is then a plain transformers model, not a peft one);
-    `merge=False` keeps the peft wrapper.
+    `merge=False` keeps the peft wrapper. A model on transformers' SDPA attention is switched to
+    `tracegrammar_sdpa` (same results; no key/value copies on a CPU, see `attention`).
     """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
