@@ -29,6 +29,7 @@ import torch
 
 from common import machine, write
 from tracegrammar.decoding.attention import NAME
+from tracegrammar.decoding.batch import last_position
 from tracegrammar.decoding.driver import default_adapter_dir
 from tracegrammar.decoding.models import load_model
 
@@ -54,7 +55,7 @@ def one_pass(model, cache, mask, width: int, index_keep: bool) -> float:
     ids = torch.randint(100, 20000, (rows, width))
     attention = torch.cat([mask, torch.ones((rows, width), dtype=torch.long)], dim=1)
     positions = (attention.cumsum(dim=1) - 1)[:, -width:]
-    keep = torch.tensor([width - 1]) if index_keep else 1
+    keep = last_position(width, torch.device("cpu")) if index_keep else 1
     cache = copy.deepcopy(cache)
     start = time.perf_counter()
     with torch.inference_mode():

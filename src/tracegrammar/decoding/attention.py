@@ -5,8 +5,8 @@ transformers' SDPA path repeats a grouped-query model's key/value heads to the n
 heads (`repeat_kv`) whenever a pass feeds more than one token per row under an attention mask,
 i.e. every forced span and every prompt of the decoder's padded batches. That copies the whole
 KV cache, three times over for the default base (9 query heads, 3 key/value heads), in every
-layer of every such pass: on a 2-core CPU at 24 rows and 80 cached positions, a two-token pass
-took 353 ms against 163 ms for a one-token pass (bench/results/pass_cost.md). PyTorch's CPU
+layer of every such pass: on a 2-core CPU at 24 rows and 100 cached positions, that copy is
+about a tenth to a fifth of a 2-8 token pass (bench/results/pass_cost.md). PyTorch's CPU
 kernel takes the grouped heads directly (`enable_gqa=True`) with the same mask, which is the
 same computation without the copy. On a GPU, transformers' own choice (repeat, then a fused
 masked kernel) stays.

@@ -74,7 +74,7 @@ def last_position(width: int, device: torch.device) -> torch.Tensor:
     """`logits_to_keep` for the last of `width` positions, as an index rather than the int 1:
     indexing gives a contiguous [B, 1, hidden] copy, while the int's strided slice sends the
     vocabulary projection down a batched matmul that copies the weight once per row (on a 2-core
-    CPU at 24 rows, ~85 ms more on every pass wider than one token; bench/results/pass_cost.md)."""
+    CPU at 24 rows, about a fifth of a 2-8 token pass; bench/results/pass_cost.md)."""
     return torch.tensor([width - 1], device=device)
 
 
