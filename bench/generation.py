@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import DEFAULT_DATA, machine, write
 from tracegrammar import Constraints
+from tracegrammar.benchmark import table_lines
 from tracegrammar.decoding.driver import GenerationRun, default_adapter_dir, run_generation
 from tracegrammar.decoding.models import LoadedModel, load_model
 from tracegrammar.training.datasets import recipe_split
@@ -123,6 +124,10 @@ def main() -> None:
     write("generation", data, _markdown(data, args))
 
 
+def _num(x: float | None, digits: int) -> str:
+    return "-" if x is None else f"{x:.{digits}f}"
+
+
 def _markdown(data: dict, args: argparse.Namespace) -> str:
     md = [
         f"# Generation cost ({data['model']}, adapter {data['adapter']}, T={data['temperature']}, "
@@ -133,31 +138,30 @@ def _markdown(data: dict, args: argparse.Namespace) -> str:
         f"`.venv/bin/python bench/generation.py --batches {args.batches}` (all modes and batch "
         "widths run here, one after the other; B = graphs per `run_generation` call).",
         "",
-        "| B | mode | valid | forward passes / valid | s / valid | forced share | engine share |",
-        "|---|---|---|---|---|---|---|",
     ]
-    for res in data["batches"]:
-        for name, r in res["rows"].items():
-            fpv = r["forward_passes_per_valid"]
-            spv = r["wall_s_per_valid"]
-            md.append(
-                f"| {res['batch']} | {name} | {r['valid']}/{r['graphs']} | "
-                f"{'-' if fpv is None else f'{fpv:.1f}'} | {'-' if spv is None else f'{spv:.2f}'} "
-                f"| {r['forced_share']:.0%} | {r['engine_share']:.1%} |"
-            )
-    md += [
-        "",
-        "| B | valid graphs / s, constrained | raw graphs / s, unconstrained | ratio (target >= 2) "
-        "| per seed |",
-        "|---|---|---|---|---|",
-    ]
-    for res in data["batches"]:
-        c, u = res["rows"]["constrained"], res["rows"]["unconstrained"]
-        seeds = ", ".join(f"{s}: {r:.2f}" for s, r in res["ratio_per_seed"].items())
-        md.append(
-            f"| {res['batch']} | {c['valid_graphs_per_s']:.3f} | {u['graphs_per_s']:.3f} | "
-            f"{res['valid_per_s_constrained_over_raw_per_s_unconstrained']:.2f} | {seeds} |"
-        )
+    md += table_lines(
+        ["B", "mode", "valid", "forward passes / valid", "s / valid", "forced share",
+         "engine share"],
+        [
+            [res["batch"], name, f"{r['valid']}/{r['graphs']}",
+             _num(r["forward_passes_per_valid"], 1), _num(r["wall_s_per_valid"], 2),
+             f"{r['forced_share']:.0%}", f"{r['engine_share']:.1%}"]
+            for res in data["batches"]
+            for name, r in res["rows"].items()
+        ],
+    )  # fmt: skip
+    md.append("")
+    md += table_lines(
+        ["B", "valid graphs / s, constrained", "raw graphs / s, unconstrained",
+         "ratio (target >= 2)", "per seed"],
+        [
+            [res["batch"], f"{res['rows']['constrained']['valid_graphs_per_s']:.3f}",
+             f"{res['rows']['unconstrained']['graphs_per_s']:.3f}",
+             f"{res['valid_per_s_constrained_over_raw_per_s_unconstrained']:.2f}",
+             ", ".join(f"{s}: {r:.2f}" for s, r in res["ratio_per_seed"].items())]
+            for res in data["batches"]
+        ],
+    )  # fmt: skip
     c = data["batches"][0]["rows"]["constrained"]
     md += [
         "",

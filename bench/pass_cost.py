@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch
 
 from common import machine, write
+from tracegrammar.benchmark import table_lines
 from tracegrammar.decoding.attention import NAME
 from tracegrammar.decoding.batch import last_position
 from tracegrammar.decoding.driver import default_adapter_dir
@@ -95,28 +96,39 @@ def main() -> None:
             row.update({name: statistics.median(ts) * 1000 for name, ts in times.items()})
             results.append(row)
             print(row, flush=True)
-    model.set_attn_implementation(NAME)
+    host = machine()
+    write(
+        "pass_cost",
+        {"machine": host, "args": vars(args), "results": results},
+        _markdown(results, args, host),
+    )
+
+
+def _markdown(results: list[dict], args: argparse.Namespace, host: dict) -> str:
     cols = list(VARIANTS)
     lines = [
         f"# Cost of one forward pass by width (default model, {args.past} cached positions)",
         "",
-        f"Machine: {machine()}",
+        f"Machine: {host}",
         "",
         f"`.venv/bin/python bench/pass_cost.py --rows {args.rows} --widths {args.widths} "
-        f"--past {args.past}`: median of {args.reps} passes, the variants interleaved in rotating order; ms per pass.",
+        f"--past {args.past}`: median of {args.reps} passes, the variants interleaved in rotating "
+        "order; ms per pass.",
         "",
-        "| rows | new tokens per row | " + " | ".join(cols) + " | defaults / decoder |",
-        "|---" * (len(cols) + 3) + "|",
     ]
-    for r in results:
-        ratio = r[BASELINE] / r[DECODER]
-        cells = " | ".join(f"{r[c]:.0f}" for c in cols)
-        lines.append(f"| {r['rows']} | {r['width']} | {cells} | {ratio:.2f} |")
-    write(
-        "pass_cost",
-        {"machine": machine(), "args": vars(args), "results": results},
-        "\n".join(lines) + "\n",
+    lines += table_lines(
+        ["rows", "new tokens per row", *cols, "defaults / decoder"],
+        [
+            [
+                r["rows"],
+                r["width"],
+                *(f"{r[c]:.0f}" for c in cols),
+                f"{r[BASELINE] / r[DECODER]:.2f}",
+            ]
+            for r in results
+        ],
     )
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

@@ -400,7 +400,7 @@ def markdown_table(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         ]
         for r in rows
     ]
-    return "\n".join(lines + _table(columns, cells)) + "\n"
+    return "\n".join(lines + table_lines(columns, cells)) + "\n"
 
 
 def speed_table(ratios: list[dict[str, Any]]) -> str:
@@ -425,10 +425,10 @@ def speed_table(ratios: list[dict[str, Any]]) -> str:
         ]
         for r in ratios
     ]
-    return "\n".join(lines + _table(columns, cells)) + "\n"
+    return "\n".join(lines + table_lines(columns, cells)) + "\n"
 
 
-def _table(columns: list[str], rows: list[list[Any]]) -> list[str]:
+def table_lines(columns: list[str], rows: list[list[Any]]) -> list[str]:
     """A markdown table's lines."""
     return [
         "| " + " | ".join(columns) + " |",
