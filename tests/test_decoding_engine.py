@@ -162,6 +162,49 @@ def test_semantic_depth_beyond_the_reference_is_refused(tiny_model):
         generate(Constraints("S_1", 2, 2), model=tiny_model, reference=ref)
 
 
+@pytest.fixture(scope="module")
+def casper_reference(shared_data):
+    """The Casper v2022 sample: http/rpc parents, mc/db leaves, several services."""
+    from tracegrammar import load_traces
+
+    from .conftest import SAMPLES
+
+    graphs = list(load_traces(SAMPLES["casper-v2022"]))
+    return graphs, Reference.from_graphs(graphs)
+
+
+@settings(max_examples=6)
+@given(seed=st.integers(0, 2**20), data=st.data())
+def test_semantic_rules_keep_calls_in_the_service_scope(tiny_model, casper_reference, seed, data):
+    """Every call is one seen from its caller in the request's service (or, where the service
+    has none from that caller, in any service), and no leaf-type call has children."""
+    from tracegrammar.types import USER
+
+    graphs, ref = casper_reference
+    service = graphs[seed % len(graphs)].service
+    scope = ref.scope(service)
+    depth = data.draw(st.integers(1, min(4, ref.reach(USER))))
+    if scope.reach(USER) < depth:  # the driver falls back to every service's calls
+        scope = ref.scope(None)
+    n = 1 if depth == 1 else data.draw(st.integers(depth, depth + 6))
+    c = Constraints(service, n, depth)
+    for g in generate(c, 2, seed=seed, model=tiny_model, reference=ref):
+        assert check(g, c, reference=ref) == []
+        for e in g.edges:
+            assert e.type in (scope.calls_from(e.source) or {}).get(e.destination, ())
+
+
+@settings(max_examples=4)
+@given(seed=st.integers(0, 2**20), n=st.integers(3, 12))
+def test_novel_calls_keep_leaf_types_leaves(tiny_model, casper_reference, seed, n):
+    """Opting out of the seen calls still never gives a leaf-type call children."""
+    _, ref = casper_reference
+    c = Constraints("S_1", n, 3)
+    for g in generate(c, 2, seed=seed, model=tiny_model, reference=ref, novel_calls=True):
+        assert {v.code for v in check(g, c, reference=ref)} <= {"E_UNSEEN_CALL"}
+        assert all(e.type not in ref.leaf_types for e in g.edges if e.rpc_id in g.children)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "field"),
     [

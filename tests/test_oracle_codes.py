@@ -13,7 +13,7 @@ from tracegrammar import CallGraph, Constraints, Reference, check, check_layer
 from tracegrammar.encode import render_layer, render_tabular
 from tracegrammar.layers import decompose
 from tracegrammar.oracle import CODES
-from tracegrammar.types import Layer, SubgraphBlock
+from tracegrammar.types import Layer, LayerConditions, SubgraphBlock
 
 from .strategies import call_graphs
 
@@ -90,7 +90,10 @@ def _m_id_gap(g):
 
 def _m_source_mismatch(g):
     leaf = _leaf(g)
-    return None if leaf is None else _edit(g, leaf.rpc_id, source="MS_987654321")
+    if leaf is None:
+        return None
+    other = "MS_1" if g.by_id[leaf.parent_id].destination != "MS_1" else "MS_2"
+    return _edit(g, leaf.rpc_id, source=other)
 
 
 def _m_duplicate(g):
@@ -177,6 +180,34 @@ def test_semantic_rule(graph):
     assert {v.code for v in check(graph, reference=ref)} == {"E_UNSEEN_CALL"}
 
 
+@given(graph=call_graphs())
+def test_leaf_type_rule(graph):
+    """A call with children whose type the reference only saw as a leaf is named."""
+    parents = [e for e in graph.edges if e.rpc_id in graph.children]
+    assume(parents)
+    ref = Reference.from_graphs([graph])
+    leafy = Reference(ref.calls, ref.service_calls, frozenset({parents[0].type}))
+    codes = [v.code for v in check(graph, reference=leafy)]
+    assert set(codes) == {"E_LEAF_PARENT"}
+    assert codes.count("E_LEAF_PARENT") == sum(e.type == parents[0].type for e in parents)
+
+
+def test_semantic_reach_rule_names_a_block_on_a_leaf_call():
+    """The decoder's semantic rules refuse a subgraph block on a call of a leaf type."""
+    from tracegrammar.reference import CallScope
+    from tracegrammar.rules import Draft, block_rules
+
+    cond = LayerConditions("S_1", "MS_1", "USER", 1, 3, 1, 2, 1, 0, 10)
+    draft = Draft(cond, calls=CallScope(None, leaves=frozenset({"mc"})))
+    draft.edges = [
+        {"id": 1, "dm": "MS_2", "type": "mc", "start": 0, "finish": 1},
+        {"id": 2, "dm": "MS_3", "type": "rpc", "start": 1, "finish": 2},
+    ]
+    draft.blocks = [{}]
+    reach = next(r for r in block_rules(draft, 0, "edge") if r.code == "E_SEMANTIC_REACH")
+    assert 1 not in reach.allowed and 2 in reach.allowed
+
+
 # ------------------------------------------------------------------------------------------------
 # layer rules
 # ------------------------------------------------------------------------------------------------
@@ -233,8 +264,8 @@ LAYER_MUTATIONS = {
         else None
     ),
     "E_CHILD_SERVICE": lambda L: _block_edit(L, 0, service="S_123456789012"),
-    "E_CHILD_START_NODE": lambda L: _block_edit(L, 0, start_node="MS_424242424"),
-    "E_CHILD_CALLER": lambda L: _block_edit(L, 0, caller="MS_424242424"),
+    "E_CHILD_START_NODE": lambda L: _block_edit(L, 0, start_node="MS_42424"),
+    "E_CHILD_CALLER": lambda L: _block_edit(L, 0, caller="MS_42424"),
     "E_CHILD_START_EDGE_ID": lambda L: _block_edit(L, 0, start_edge_id=2),
     "E_CHILD_DEPTH": lambda L: _block_edit(L, 0, remaining_depth=L.conditions.remaining_depth),
     "E_DEPTH_NOT_REACHED": lambda L: (
@@ -302,6 +333,8 @@ def test_every_code_is_documented_and_tested():
             "E_DEPTH",
             "E_LATENCY",
             "E_UNSEEN_CALL",
+            "E_LEAF_PARENT",
+            "E_SEMANTIC_REACH",
             "E_SCRATCH",
             "E_COND_MISSING",
             "E_SYNTAX",

@@ -10,8 +10,9 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 SERVICE_RE = re.compile(r"S_(0|[1-9][0-9]*)")
-#: A microservice name: Alibaba v2022 `MS_<n>` or a v2021 64-hex hash.
-MS_RE = re.compile(r"MS_(0|[1-9][0-9]*)|[0-9a-f]{64}")
+#: A microservice name: Alibaba v2022 `MS_<n>` (at most five digits) or a v2021 64-hex hash.
+#: The same pattern as the grammar's MS terminal (grammars/common.lark; a test keeps them equal).
+MS_RE = re.compile(r"MS_(0|[1-9][0-9]{0,4})|[0-9a-f]{64}")
 
 
 @dataclass(frozen=True, slots=True)

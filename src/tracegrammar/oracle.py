@@ -55,6 +55,7 @@ CODES: dict[str, str] = {
     "E_DEPTH": "the graph has the requested depth",
     "E_LATENCY": "the root call finishes within the requested latency",
     "E_UNSEEN_CALL": "every (source, destination, type) call is in the reference set",
+    "E_LEAF_PARENT": "a call of a type the reference never saw with children (mc, db, mq) has none",
     # one layer
     "E_LAYER_STRUCTURE": "layers nest into one tree (one layer per subgraph block)",
     "E_COND_MISSING": "a layer states all its conditions",
@@ -82,6 +83,8 @@ CODES: dict[str, str] = {
     "E_CHILD_START": "a child window starts within its call",
     "E_CHILD_LATENCY": "a child layer's latency <= its call's finish",
     "E_SCRATCH": "the scratch pad's arithmetic is right",
+    # semantic rules of decoding (reported by the decoder's rules, not by `check`)
+    "E_SEMANTIC_REACH": "a subgraph block expands a call whose known calls go deep enough",
 }
 
 
@@ -125,6 +128,11 @@ def check(
             _v("E_UNSEEN_CALL", e.rpc_id, (e.source, e.destination, e.type))
             for e in graph.edges
             if (e.source, e.destination, e.type) not in reference
+        ]
+        out += [
+            _v("E_LEAF_PARENT", e.rpc_id, e.type)
+            for e in graph.edges
+            if e.type in reference.leaf_types and e.rpc_id in graph.children
         ]
     return out
 

@@ -14,10 +14,11 @@ edges; a layer cannot hand out more subgraph blocks than it has calls).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
-from .types import CONDITION_FIELDS, USER, LayerConditions
+from .types import CALL_TYPES, CONDITION_FIELDS, USER, LayerConditions
 
 #: Larger than any time or count a layer can hold; stands for "no upper bound".
 UNBOUNDED = 10**15
@@ -183,6 +184,19 @@ def condition_rules(c: LayerConditions) -> list[tuple[str, Rule]]:
 # ------------------------------------------------------------------------------------------------
 
 
+class CallRules(Protocol):
+    """The semantic rules of one request (`tracegrammar.reference.CallScope`): which calls a
+    caller may make (None: any), how many levels of calls can hang below a call to a
+    microservice, and which call types never have children."""
+
+    @property
+    def leaf_types(self) -> frozenset[str]: ...
+
+    def calls_from(self, source: str) -> Mapping[str, Collection[str]] | None: ...
+
+    def reach(self, name: str) -> int: ...
+
+
 @dataclass
 class Draft:
     """What has been written of one layer's output: finished calls and subgraph blocks, plus the
@@ -191,26 +205,27 @@ class Draft:
     conditions: LayerConditions
     edges: list[dict[str, int | str]] = field(default_factory=list)
     blocks: list[dict[str, int | str]] = field(default_factory=list)
-    #: The semantic option: how deep a chain of known calls can go below a microservice, and
-    #: which destinations a caller is known to call. None: any name, any depth.
-    reach: Callable[[str], int] | None = None
-    destinations: Callable[[str], Collection[str]] | None = None
+    #: The semantic rules (None: any name, any type, any depth).
+    calls: CallRules | None = None
 
-    def cap(self, name: object) -> int:
-        """Levels of known calls possible below `name` (unbounded without the semantic option)."""
-        if self.reach is None or not isinstance(name, str):
+    def cap(self, edge: Mapping[str, int | str] | None) -> int:
+        """Levels of calls possible below a written call (unbounded without semantic rules)."""
+        if self.calls is None or edge is None:
             return UNBOUNDED
-        return self.reach(name)
+        kind, name = edge.get("type"), edge.get("dm")
+        if kind in self.calls.leaf_types:
+            return 0
+        return self.calls.reach(name) if isinstance(name, str) else UNBOUNDED
 
     def capable_after(self, index: object, levels: int) -> int:
-        """Calls after `index` whose destination can carry `levels` more levels."""
+        """Calls after `index` that can carry `levels` more levels."""
         return sum(
             1
             for e in self.edges
             if isinstance(e.get("id"), int)
             and isinstance(index, int)
             and e["id"] > index
-            and self.cap(e.get("dm")) >= levels
+            and self.cap(e) >= levels
         )
 
     def edge_by_index(self, index: object) -> Mapping[str, int | str] | None:
@@ -273,7 +288,7 @@ def block_rules(d: Draft, i: int, name: str) -> list[Rule]:
                     "E_SUBGRAPH_ORDER", IntSet.at_least(prev + 1), "blocks in increasing call order"
                 )
             )
-        if d.reach is not None:
+        if d.calls is not None:
             rules.append(
                 Rule("E_SEMANTIC_REACH", _expandable_edges(d, i), "the call has known calls below")
             )
@@ -304,8 +319,8 @@ def block_rules(d: Draft, i: int, name: str) -> list[Rule]:
                 "child remaining_depth <= child num_edges - 1",
             ),
         ]
-        if d.reach is not None:
-            reach = d.cap(_block_dm(d, i)) - 1
+        if d.calls is not None:
+            reach = d.cap(_block_edge(d, i)) - 1
             rules.append(
                 Rule("E_SEMANTIC_REACH", IntSet.range(0, reach), "known calls go that deep")
             )
@@ -380,15 +395,15 @@ def _needs_deep(d: Draft, i: int) -> bool:
     return target >= 0 and not any(b.get("remaining_depth") == target for b in d.blocks[:i])
 
 
-def _block_dm(d: Draft, i: int) -> object:
-    return (d.edge_by_index(d.blocks[i].get("edge")) or {}).get("dm")
+def _block_edge(d: Draft, i: int) -> Mapping[str, int | str] | None:
+    return d.edge_by_index(d.blocks[i].get("edge"))
 
 
 def _deep_options(d: Draft, i: int) -> tuple[bool, bool]:
     """(can this block be the deep one, can a later block be)."""
     depth = d.conditions.remaining_depth
     after = d.conditions.num_subgraphs - i - 1
-    here = d.cap(_block_dm(d, i)) >= depth
+    here = d.cap(_block_edge(d, i)) >= depth
     later = after >= 1 and d.capable_after(d.blocks[i].get("edge"), depth) >= 1
     return here, later
 
@@ -434,11 +449,11 @@ def _expandable_edges(d: Draft, i: int) -> IntSet:
     out = IntSet()
     for e in d.edges:
         j = e.get("id")
-        if not isinstance(j, int) or d.cap(e.get("dm")) < 1 or d.capable_after(j, 1) < after:
+        if not isinstance(j, int) or d.cap(e) < 1 or d.capable_after(j, 1) < after:
             continue
         if (
             need_deep
-            and d.cap(e.get("dm")) < depth
+            and d.cap(e) < depth
             and not (after >= 1 and d.capable_after(j, depth) >= 1)
         ):
             continue
@@ -446,19 +461,47 @@ def _expandable_edges(d: Draft, i: int) -> IntSet:
     return out
 
 
-def allowed_destinations(d: Draft, k: int) -> frozenset[str] | None:
-    """Semantic option: destinations the k-th call may have: ones the caller is known to call,
-    expandable enough that the layer's subgraph blocks stay possible. None: unrestricted."""
-    if d.destinations is None:
-        return None
+def _need(d: Draft, k: int) -> int:
+    """Semantic rules: levels of calls the k-th call must be able to carry so that the layer's
+    subgraph blocks stay possible (0: none; 1: it may have to be expanded; more: it may have to
+    be the deep one)."""
     c = d.conditions
-    known = d.destinations(c.start_node)
-    need = 0
-    if c.num_subgraphs > 0:
-        prior = [e.get("dm") for e in d.edges[:k]]
-        after = c.num_current_edges - k - 1
-        if sum(d.cap(m) >= 1 for m in prior) + after < c.num_subgraphs:
-            need = 1
-        if after == 0 and not any(d.cap(m) >= c.remaining_depth for m in prior):
-            need = max(need, c.remaining_depth)
-    return frozenset(m for m in known if d.cap(m) >= need)
+    if c.num_subgraphs == 0:
+        return 0
+    prior = d.edges[:k]
+    after = c.num_current_edges - k - 1
+    need = 1 if sum(d.cap(e) >= 1 for e in prior) + after < c.num_subgraphs else 0
+    if after == 0 and not any(d.cap(e) >= c.remaining_depth for e in prior):
+        need = max(need, c.remaining_depth)
+    return need
+
+
+def _destination_cap(d: Draft, name: str, kinds: Collection[str]) -> int:
+    assert d.calls is not None
+    if all(k in d.calls.leaf_types for k in kinds):
+        return 0
+    return d.calls.reach(name)
+
+
+def allowed_destinations(d: Draft, k: int) -> frozenset[str] | None:
+    """Semantic rules: destinations the k-th call may have: ones the caller is known to call,
+    expandable enough that the layer's subgraph blocks stay possible. None: unrestricted."""
+    if d.calls is None:
+        return None
+    known = d.calls.calls_from(d.conditions.start_node)
+    if known is None:
+        return None
+    need = _need(d, k)
+    return frozenset(m for m, kinds in known.items() if _destination_cap(d, m, kinds) >= need)
+
+
+def allowed_types(d: Draft, k: int) -> frozenset[str] | None:
+    """Semantic rules: call types the k-th call may have. A call that may have to be expanded
+    cannot be of a leaf type; None: unrestricted (the grammar still limits types to the calls
+    seen from the caller)."""
+    if d.calls is None or _need(d, k) == 0:
+        return None
+    known = d.calls.calls_from(d.conditions.start_node)
+    name = d.edges[k].get("dm")
+    kinds = known.get(name, ()) if known is not None and isinstance(name, str) else CALL_TYPES
+    return frozenset(t for t in kinds if t not in d.calls.leaf_types)

@@ -35,7 +35,7 @@ from ..encode import (
 from ..grammar import grammar_text
 from ..layers import root_conditions
 from ..oracle import Violation, check, check_layer
-from ..reference import Reference
+from ..reference import REFERENCE_FILE, CallScope, Reference
 from ..types import USER, CallGraph, Edge, LayerConditions
 from .batch import BatchState
 from .engine import Engine, EngineError, LayerSession
@@ -139,6 +139,47 @@ def prior_for(lm: LoadedModel) -> Prior:
     return Prior()
 
 
+def reference_for(lm: LoadedModel) -> Reference | None:
+    """The reference shipped beside the model's adapter (its training graphs' calls), if any."""
+    if lm.adapter and (Path(lm.adapter) / REFERENCE_FILE).is_file():
+        return _load_reference(str(Path(lm.adapter) / REFERENCE_FILE))
+    return None
+
+
+@cache
+def _load_reference(path: str) -> Reference:
+    return Reference.load(path)
+
+
+def call_scopes(
+    requests: Sequence[Constraints],
+    depths: Sequence[int],
+    reference: Reference | None,
+    novel_calls: bool,
+) -> list[CallScope | None]:
+    """The semantic rules of each request: the calls seen in its service (backing off, per
+    caller, to the calls seen in any service), or in any service when the service's own calls
+    cannot reach the requested depth; with `novel_calls`, any call (leaf types stay leaves).
+    None: no reference, no semantic rules."""
+    if reference is None:
+        return [None] * len(requests)
+    if novel_calls:
+        return [CallScope(None, leaves=reference.leaf_types)] * len(requests)
+    scopes: list[CallScope | None] = []
+    for c, depth in zip(requests, depths, strict=True):
+        scope = reference.scope(c.service)
+        if scope.reach(USER) < depth:
+            scope = reference.scope(None)
+        if scope.reach(USER) < depth:
+            raise ValueError(
+                f"depth={depth} is deeper than any chain of calls in the reference set "
+                f"(at most {scope.reach(USER)} below USER): the semantic rules cannot meet it "
+                f"(novel_calls=True lifts them)"
+            )
+        scopes.append(scope)
+    return scopes
+
+
 # ------------------------------------------------------------------------------------------------
 # public API
 # ------------------------------------------------------------------------------------------------
@@ -155,6 +196,7 @@ def generate(
     constrained: bool = True,
     fmt: str = "layer",
     reference: Reference | None = None,
+    novel_calls: bool = False,
     progress: bool = False,
 ) -> list[CallGraph] | list[Generation]:
     """Generate `n` call graphs per constraint.
@@ -164,8 +206,11 @@ def generate(
     `constrained=False` the same driver runs without the grammar and the numeric rules and
     returns `Generation`s: what the model wrote, with the oracle's verdict.
 
-    `reference` turns on the semantic option: destinations are restricted to calls the reference
-    has seen from the current caller (where it has seen any). `fmt` is "layer",
+    Semantic rules (constrained): every call is one the reference has seen from that caller in
+    the request's service (or, where the service has none from that caller, in any service), and
+    call types the reference never saw with children (mc, db, mq) get none. The reference is the
+    one shipped with the model's adapter unless `reference` is given; `novel_calls=True` allows
+    calls never seen (leaf types stay leaves). `fmt` is "layer",
     "layer_instruct" or "tabular" (the whole graph in one output; constrained, only its syntax and
     row count are enforced). Same seed, same output.
     """
@@ -179,6 +224,7 @@ def generate(
         constrained=constrained,
         fmt=fmt,
         reference=reference,
+        novel_calls=novel_calls,
         progress=progress,
     )
     if not constrained:
@@ -200,6 +246,7 @@ def run_generation(
     constrained: bool = True,
     fmt: str = "layer",
     reference: Reference | None = None,
+    novel_calls: bool = False,
     fast_forward: bool = True,
     progress: bool = False,
 ) -> GenerationRun:
@@ -211,17 +258,16 @@ def run_generation(
     rng = random.Random(seed)
     shapes = [prior_for(lm).complete(c, rng) for c in requests]
     context = int(getattr(lm.model.config, "max_position_embeddings", 8192))
-    for c, (num, depth, _) in zip(requests, shapes, strict=True):
+    for c, (num, _, _) in zip(requests, shapes, strict=True):
         _check_context(c, num, fmt, context)
-        if reference is not None and reference.reach(USER) < depth:
-            raise ValueError(
-                f"depth={depth} is deeper than any chain of calls in the reference set "
-                f"(at most {reference.reach(USER)} below USER): the semantic option cannot meet it"
-            )
-    decoder = _Decoder(
-        lm, engine_for(lm) if constrained else None, temperature, top_k, reference, fast_forward
+    reference = reference if reference is not None else reference_for(lm)
+    semantic = constrained and fmt != "tabular"
+    scopes = call_scopes(
+        requests, [s[1] for s in shapes], reference if semantic else None, novel_calls
     )
-    return decoder.run(requests, shapes, seed, fmt, progress)
+    decoder = _Decoder(lm, engine_for(lm) if constrained else None, temperature, top_k, fast_forward)
+    decoder.check_reference = None if novel_calls else reference
+    return decoder.run(requests, shapes, scopes, seed, fmt, progress)
 
 
 def complete_layers(
@@ -238,7 +284,7 @@ def complete_layers(
     The prompt is the full canonical conditions, as for every non-root layer."""
     _check_options(fmt, temperature, top_k, 1)
     lm = _resolve_model(model)
-    decoder = _Decoder(lm, engine_for(lm) if constrained else None, temperature, top_k, None, True)
+    decoder = _Decoder(lm, engine_for(lm) if constrained else None, temperature, top_k, True)
     items = [
         _Item(i, f"L{i}", c, render_layer_prompt(c), _layer_rng(seed, i, "layer"))
         for i, c in enumerate(conditions)
@@ -321,15 +367,16 @@ class _Decoder:
         engine: Engine | None,
         temperature: float,
         top_k: int,
-        reference: Reference | None,
         fast_forward: bool,
     ) -> None:
         self.lm = lm
         self.engine = engine
         self.temperature = temperature
         self.top_k = top_k
-        self.reference = reference
         self.fast_forward = fast_forward
+        self.scopes: list[CallScope | None] = []  # semantic rules per graph (set by run)
+        #: the oracle's semantic check of finished graphs (None: calls are not checked)
+        self.check_reference: Reference | None = None
         self.stats = GenerationStats()
         self.graph_edges: list[int] = []  # requested num_edges per graph (set by run)
         tok = lm.tokenizer
@@ -341,11 +388,13 @@ class _Decoder:
         self,
         requests: list[Constraints],
         shapes: list[tuple[int, int, int]],
+        scopes: list[CallScope | None],
         seed: int,
         fmt: str,
         progress: bool,
     ) -> GenerationRun:
         start = time.perf_counter()
+        self.scopes = scopes
         edges: list[list[Edge]] = [[] for _ in requests]
         texts: list[list[str]] = [[] for _ in requests]
         failed: list[str | None] = [None] * len(requests)
@@ -377,7 +426,8 @@ class _Decoder:
             if graph is None:
                 problems = (Violation("E_SYNTAX", "output", "", failed[i] or "unfinished"),)
             else:
-                problems = tuple(check(graph, c, self.reference)) + tuple(layer_problems[i])
+                reference = self.check_reference if scopes[i] is not None else None
+                problems = tuple(check(graph, c, reference)) + tuple(layer_problems[i])
             gens.append(Generation(c, graph, "\n".join(texts[i]), problems))
         self.stats.graphs = len(requests)
         self.stats.wall_s = time.perf_counter() - start
@@ -482,7 +532,8 @@ class _Decoder:
                 _tabular_grammar(item.cond.num_edges), item.cond
             )
         else:
-            item.session = self.engine.session(item.cond, fmt, self.reference)
+            scope = self.scopes[item.graph] if item.graph < len(self.scopes) else None
+            item.session = self.engine.session(item.cond, fmt, scope)
         self._enqueue(item, item.session.forced())
         self.stats.engine_s += time.perf_counter() - t0
 

@@ -20,7 +20,7 @@ import llguidance.torch
 import torch
 from transformers import LogitsProcessor
 
-from ..reference import Reference
+from ..reference import CallScope
 from ..types import LayerConditions
 from .requests import layer_grammar
 from .scanner import FieldScanner, FreeScanner
@@ -89,11 +89,13 @@ class Engine:
         return spec
 
     def session(
-        self, cond: LayerConditions, fmt: str = "layer", reference: Reference | None = None
+        self, cond: LayerConditions, fmt: str = "layer", scope: CallScope | None = None
     ) -> LayerSession:
-        session = LayerSession(self, cond, self.spec(layer_grammar(cond, fmt, reference)))
-        if reference is not None:
-            session.scanner = FieldScanner(cond, reference=reference)
+        """A layer under the grammar and the numeric rules; `scope` adds the semantic rules
+        (which calls, how deep, leaf types)."""
+        session = LayerSession(self, cond, self.spec(layer_grammar(cond, fmt, scope)))
+        if scope is not None:
+            session.scanner = FieldScanner(cond, calls=scope)
         return session
 
     def free_session(self, grammar: str, cond: LayerConditions) -> LayerSession:
@@ -195,13 +197,13 @@ class LayerLogitsProcessor(LogitsProcessor):
         prompt_length: int,
         *,
         fmt: str = "layer",
-        reference: Reference | None = None,
+        scope: CallScope | None = None,
     ) -> None:
         self.conditions = conditions
         self.engine = engine
         self.prompt_length = prompt_length
         self.fmt = fmt
-        self.reference = reference
+        self.scope = scope
         self.sessions: list[LayerSession] = []
 
     @property
@@ -210,7 +212,7 @@ class LayerLogitsProcessor(LogitsProcessor):
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         while len(self.sessions) < input_ids.shape[0]:
-            self.sessions.append(self.engine.session(self.conditions, self.fmt, self.reference))
+            self.sessions.append(self.engine.session(self.conditions, self.fmt, self.scope))
         eos = self.engine.tokenizer.eos_token_id
         for row, session in enumerate(self.sessions):
             for tok in input_ids[row, self.prompt_length + len(session.tokens) :].tolist():

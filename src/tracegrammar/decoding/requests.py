@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from ..encode import render_scratch
 from ..grammar import grammar_text, lark_literal
-from ..reference import Reference
+from ..reference import CallScope
 from ..types import LayerConditions
 
 OUTPUT_START = "layer_output"
 
 
 def layer_bindings(
-    cond: LayerConditions, fmt: str = "layer", reference: Reference | None = None
+    cond: LayerConditions, fmt: str = "layer", scope: CallScope | None = None
 ) -> dict[str, str]:
     bindings = {
         "p_edges": f"edge ~ {cond.num_current_edges}",
@@ -26,17 +26,18 @@ def layer_bindings(
     }
     if fmt == "layer_instruct":
         bindings["p_scratch"] = lark_literal(render_scratch(cond))
-    if reference is not None:
-        call = semantic_call_rule(reference, cond.start_node)
+    if scope is not None:
+        call = semantic_call_rule(scope, cond.start_node)
         if call is not None:
             bindings["p_call"] = call
     return bindings
 
 
-def semantic_call_rule(reference: Reference, source: str) -> str | None:
-    """`p_call` restricted to the (destination, type) pairs seen from `source`; None when the
-    reference has no call from it (the layer then stays unrestricted)."""
-    seen = reference.calls_from(source)
+def semantic_call_rule(scope: CallScope, source: str) -> str | None:
+    """`p_call` restricted to the (destination, type) pairs `scope` allows from `source`; None
+    when it allows any call. A caller the reference never saw calling cannot be given calls
+    (its reach is 0), except at a layer the rules cannot avoid: then it stays unrestricted."""
+    seen = scope.calls_from(source)
     if not seen:
         return None
     alts = []
@@ -47,7 +48,7 @@ def semantic_call_rule(reference: Reference, source: str) -> str | None:
 
 
 def layer_grammar(
-    cond: LayerConditions, fmt: str = "layer", reference: Reference | None = None
+    cond: LayerConditions, fmt: str = "layer", scope: CallScope | None = None
 ) -> str:
     """The grammar of this layer's output (from `<edges>` to `</layer>`)."""
-    return grammar_text(fmt, layer_bindings(cond, fmt, reference), start=OUTPUT_START)
+    return grammar_text(fmt, layer_bindings(cond, fmt, scope), start=OUTPUT_START)

@@ -11,15 +11,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..reference import Reference
 from ..rules import (
     BLOCK_COPY_FIELDS,
     BLOCK_INT_FIELDS,
     EDGE_INT_FIELDS,
+    CallRules,
     Draft,
     IntSet,
     allowed,
     allowed_destinations,
+    allowed_types,
     block_rules,
     copied_value,
     edge_rules,
@@ -43,15 +44,10 @@ class FieldScanner:
     #: what the current field may be: an IntSet, the one string it must copy, a set of strings
     #: it must be one of, or None (free)
     target: IntSet | str | frozenset[str] | None = None
-    reference: Reference | None = None  # the semantic option
+    calls: CallRules | None = None  # the semantic rules (a reference.CallScope)
 
     def __post_init__(self) -> None:
-        ref = self.reference
-        self.draft = Draft(
-            self.conditions,
-            reach=ref.reach if ref is not None else None,
-            destinations=(lambda s: ref.calls_from(s).keys()) if ref is not None else None,
-        )
+        self.draft = Draft(self.conditions, calls=self.calls)
 
     def feed(self, text: str) -> None:
         for ch in text:
@@ -85,6 +81,8 @@ class FieldScanner:
         d = self.draft
         if self.section == "edge" and name == "dm":
             return allowed_destinations(d, len(d.edges) - 1)
+        if self.section == "edge" and name == "type":
+            return allowed_types(d, len(d.edges) - 1)
         if self.section == "edge" and name in EDGE_INT_FIELDS:
             return allowed(edge_rules(d, len(d.edges) - 1, name))
         if self.section == "block" and name in BLOCK_INT_FIELDS:

@@ -36,6 +36,7 @@ from typing import Any
 
 from ..decoding.models import ADAPTER_META, ModelError, base_shape, default_model_dir, load_model
 from ..decoding.prior import PRIOR_FILE, Prior
+from ..reference import REFERENCE_FILE, Reference
 from ..traces import graph_hash, load_traces
 from ..types import CallGraph
 from .datasets import (
@@ -788,6 +789,8 @@ def _finish(run: _Run, state: _State) -> None:
     write_loss_csv(run.out / LOSS_CSV, state.history)
     # unset graph attributes at generation time are drawn from the training graphs' shapes
     Prior.from_graphs(run.plan.graphs).save(run.out / PRIOR_FILE)
+    # the semantic rules of decoding: the calls (and leaf call types) of the training graphs
+    Reference.from_graphs(run.plan.graphs).save(run.out / REFERENCE_FILE)
     try:
         plot_loss(run.out / LOSS_PNG, state.history)
     except ImportError:  # a long run must not fail at the end for want of a plot
