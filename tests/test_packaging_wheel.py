@@ -2,10 +2,11 @@
 cannot see the source tree, it loads the grammars, finds the shipped default adapter and generates
 a valid graph from a folder outside the repository.
 
-The fresh environment is a venv without pip whose site-packages holds one `.pth` line: the test
-interpreter's site-packages, for the dependencies. A plain path line does not process the `.pth`
-files inside it, so the development install's editable finder is not loaded there; the child
-process checks that `tracegrammar` really comes from the installed wheel. It generates with the
+The fresh environment is a venv without pip whose site-packages holds a `.pth` file naming the
+folders the test interpreter imports its dependencies from (its site-packages, and the rest of its
+sys.path but the folders that hold a `tracegrammar` package, such as `src/`). A plain path line
+does not process the `.pth` files inside it, so the development install's editable finder is not
+loaded there; the child process checks that `tracegrammar` really comes from the installed wheel. It generates with the
 tiny test model (the shipped adapter fits only the real base, whose conversion takes ~30 s), but
 the adapter it must find is the installed package's. CPU only, no network.
 """
@@ -155,8 +156,7 @@ def test_installed_wheel_generates_outside_the_repository(wheel, tiny_model_dir,
             cwd=tmp_path,
         ).strip()
     )
-    deps = dict.fromkeys(sysconfig.get_paths()[k] for k in ("purelib", "platlib"))
-    (site / "_tracegrammar_test_deps.pth").write_text("".join(f"{p}\n" for p in deps))
+    (site / "_tracegrammar_test_deps.pth").write_text("".join(f"{p}\n" for p in dependency_paths()))
     run(
         [
             str(python),
@@ -196,6 +196,21 @@ def test_installed_wheel_generates_outside_the_repository(wheel, tiny_model_dir,
     assert result["edges"] == 4
     # the console script was installed too, and starts
     run([str(venv / "bin" / "tracegrammar"), "--help"], cwd=elsewhere)
+
+
+def dependency_paths() -> list[str]:
+    """The folders this interpreter imports the dependencies from (its site-packages first, then
+    the rest of sys.path, e.g. folders a .pth file added), minus any that holds tracegrammar and
+    any of the checkout's own folders (a virtual environment inside it is kept)."""
+    paths = [*(sysconfig.get_paths()[k] for k in ("purelib", "platlib")), *sys.path]
+    dirs = dict.fromkeys(Path(p).resolve() for p in paths if p and Path(p).is_dir())
+    return [
+        str(d)
+        for d in dirs
+        if not (d / "tracegrammar").exists()
+        and not (d / "tracegrammar.py").exists()
+        and not (d.is_relative_to(ROOT) and "site-packages" not in d.parts)
+    ]
 
 
 def run(cmd: list[str], cwd: Path) -> str:
