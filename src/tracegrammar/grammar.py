@@ -15,6 +15,8 @@ from pathlib import Path
 
 from lark import Lark
 
+from .resources import package_data
+
 #: format name -> the grammar files it is composed of, in order.
 FORMATS: dict[str, tuple[str, ...]] = {
     "layer": ("common.lark", "layer.lark"),
@@ -30,9 +32,9 @@ class GrammarError(ValueError):
 
 
 def grammar_dir() -> Path:
-    """`$TRACEGRAMMAR_GRAMMARS`, else the repository's `grammars/` next to `src/`."""
+    """`$TRACEGRAMMAR_GRAMMARS`, else the grammars shipped in the package (`grammars/`)."""
     env = os.environ.get("TRACEGRAMMAR_GRAMMARS")
-    path = Path(env) if env else Path(__file__).resolve().parents[2] / "grammars"
+    path = Path(env) if env else package_data("grammars")
     if not (path / "common.lark").is_file():
         raise GrammarError(f"grammar directory {path} has no common.lark")
     return path

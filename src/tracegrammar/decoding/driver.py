@@ -36,6 +36,7 @@ from ..grammar import grammar_text
 from ..layers import root_conditions
 from ..oracle import Violation, check, check_layer
 from ..reference import REFERENCE_FILE, CallScope, Reference
+from ..resources import shipped_adapter
 from ..types import USER, CallGraph, Edge, LayerConditions
 from .batch import BatchState
 from .engine import Engine, EngineError, LayerSession
@@ -113,7 +114,7 @@ def default_adapter_dir() -> Path | None:
     env = os.environ.get("TRACEGRAMMAR_ADAPTER")
     if env is not None:
         return None if env.lower() in {"", "none"} else Path(env)
-    path = Path(__file__).resolve().parents[3] / "adapters" / "default"
+    path = shipped_adapter("default")
     return path if (path / "adapter_config.json").is_file() else None
 
 
