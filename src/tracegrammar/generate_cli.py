@@ -39,7 +39,14 @@ def register_generate(p: argparse.ArgumentParser) -> None:
         "--unconstrained", action="store_true", help="no grammar or numeric rules (for comparison)"
     )
     p.add_argument(
-        "--semantic", metavar="PATH", help="restrict calls to those seen in these traces"
+        "--semantic",
+        metavar="PATH",
+        help="traces whose calls the semantic rules allow (default: the adapter's training graphs)",
+    )
+    p.add_argument(
+        "--novel-calls",
+        action="store_true",
+        help="allow calls never seen in the reference (mc/db/mq calls still get no children)",
     )
     p.add_argument(
         "--model", metavar="DIR", help="base model directory (default: embedded SmolLM2)"
@@ -143,6 +150,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         constrained=not args.unconstrained,
         fmt=args.fmt,
         reference=reference,
+        novel_calls=args.novel_calls,
         progress=sys.stderr.isatty(),
     )
     seconds = time.perf_counter() - start
