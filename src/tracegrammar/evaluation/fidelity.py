@@ -65,6 +65,9 @@ class Produced:
     asked: int
     accurate: int  # valid and exactly as requested (instruction accuracy)
     forward_passes: int | None = None
+    #: generation time proper, when the source measures it (the model's: without loading the
+    #: model and building its engine, which the first chunk would otherwise pay for)
+    wall_s: float | None = None
 
 
 class Context:
@@ -128,6 +131,7 @@ def llm(ctx: Context, chunk: Chunk, **options: Any) -> Produced:
         asked=len(chunk.prompts),
         accurate=round(instruction_accuracy(outcomes) * len(outcomes)),
         forward_passes=run.stats.forward_passes,
+        wall_s=run.stats.wall_s,
     )
 
 
@@ -261,8 +265,8 @@ def _append(path: Path, rows: list[dict[str, Any]]) -> None:
 
 @dataclass
 class Progress:
-    """One line per chunk on stderr: where the run is, and when it should end (from the mean
-    time per chunk of each source in this run)."""
+    """One line per chunk on stderr: where the run is, and when it should end (from the median
+    time per chunk of each source in this run: the first chunk also loads the model)."""
 
     left: dict[str, int]
     started: float = field(default_factory=time.monotonic)
@@ -275,7 +279,9 @@ class Progress:
         self.graphs[source] = self.graphs.get(source, 0) + len(made.graphs)
         eta = "?"
         if all(self.times.get(s) for s, n in self.left.items() if n):
-            eta = _clock(sum(n * float(np.mean(self.times[s])) for s, n in self.left.items() if n))
+            eta = _clock(
+                sum(n * float(np.median(self.times[s])) for s, n in self.left.items() if n)
+            )
         print(
             f"fidelity {source}: chunk {chunk.index + 1}/{total}, {len(made.graphs)}/{made.asked} "
             f"valid in {wall:.1f} s; {self.graphs[source]} graphs this run; "
@@ -319,7 +325,8 @@ def run_chunk(ctx: Context, out: Path, name: str, chunk: Chunk) -> tuple[Produce
     the chunk done, so a run killed in between redoes it)."""
     t0 = time.perf_counter()
     made = SOURCES[name].produce(ctx, chunk)
-    wall = time.perf_counter() - t0
+    chunk_s = time.perf_counter() - t0
+    wall = made.wall_s if made.wall_s is not None else chunk_s
     _append(
         graphs_path(out, name),
         [
@@ -330,11 +337,12 @@ def run_chunk(ctx: Context, out: Path, name: str, chunk: Chunk) -> tuple[Produce
     record = {
         "source": name, "chunk": chunk.index, "seed": chunk.seed, "start": chunk.start,
         "asked": made.asked, "valid": len(made.graphs), "accurate": made.accurate,
-        "wall_s": round(wall, 3), "forward_passes": made.forward_passes,
+        "wall_s": round(wall, 3), "chunk_s": round(chunk_s, 3),
+        "forward_passes": made.forward_passes,
         "temperature": ctx.temperature,
     }  # fmt: skip
     _append(out / RECORDS, [record])
-    return made, wall
+    return made, chunk_s
 
 
 def check_options(args: argparse.Namespace) -> None:

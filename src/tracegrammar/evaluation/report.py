@@ -31,7 +31,9 @@ DEFINITIONS = (
     "Memorized: share identical to a training graph (exact: with times; structure: names, types "
     "and ids). Intervals: 95% percentile bootstrap over the source's graphs (the real side "
     "fixed); the KL of a resample is biased upward (duplicates hide calls), so its interval can "
-    "sit above the point value. Real: the validation split."
+    "sit above the point value. Real: the validation split. s / valid graph: generation time over "
+    "valid graphs (for the model: `run_generation`'s wall time, without loading the model), on "
+    "the machine named above, shared with whatever else ran there."
 )
 
 
