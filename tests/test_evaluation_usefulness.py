@@ -90,10 +90,12 @@ def test_real_trained_model_beats_a_constant_guess(split, task):
 
 def test_usefulness_rows_compare_each_source_with_real_of_the_same_count(split):
     few = list(split.train[:40])
-    rows = usefulness(split.train, split.validation, {"floor": few, "none": []})
+    rows = usefulness(split.train, split.validation, {"floor": few, "none": []}, resamples=50)
     by = {(r["task"], r["source"]): r for r in rows}
     assert by[("critical_component", "floor")]["train_graphs"] == 40
     assert by[("high_latency", "none")]["accuracy"] is None
+    iv = by[("critical_component", "floor")]["intervals"]["balanced_gap"]
+    assert iv["low"] <= iv["value"] <= iv["high"]
     assert by[("critical_component", "floor")]["gap"] == pytest.approx(
         by[("critical_component", "floor")]["accuracy"]
         - by[("critical_component", "floor")]["real_accuracy"]

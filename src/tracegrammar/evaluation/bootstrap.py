@@ -64,7 +64,9 @@ def bootstrap_many(
     tail = (1 - level) / 2 * 100
     out = {}
     for k, values in draws.items():
-        low, high = np.percentile(np.asarray(values, dtype=float), [tail, 100 - tail])
+        arr = np.asarray(values, dtype=float)
+        arr = arr[~np.isnan(arr)]  # resamples where the statistic is undefined are left out
+        low, high = np.percentile(arr, [tail, 100 - tail]) if arr.size else (np.nan, np.nan)
         out[k] = Interval(float(point[k]), float(low), float(high))
     return out
 

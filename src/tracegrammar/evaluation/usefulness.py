@@ -24,12 +24,13 @@ then predicts that class (reported as such). scikit-learn is imported only when 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
 from ..types import CALL_TYPES, ROOT_ID, CallGraph, Edge
+from .bootstrap import RESAMPLES, bootstrap_many
 
 HIGH_LATENCY_QUANTILE = 0.9
 MIN_SERVICE_GRAPHS = 5
@@ -194,9 +195,10 @@ class TaskScore:
     accuracy: float
     balanced_accuracy: float
     single_class: bool  # the training set had one class: the model predicts it
+    predicted: np.ndarray = field(repr=False, compare=False)  # on the test rows
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {k: v for k, v in asdict(self).items() if k != "predicted"}
 
 
 def _classifier(task: str, seed: int) -> Any:
@@ -243,7 +245,7 @@ def run_task(
     return TaskScore(
         task, source, len(train), len(y),
         float(accuracy_score(y_test, predicted)),
-        float(balanced_accuracy_score(y_test, predicted)), single,
+        float(balanced_accuracy_score(y_test, predicted)), single, predicted,
     )  # fmt: skip
 
 
@@ -252,10 +254,13 @@ def usefulness(
     real_test: Sequence[CallGraph],
     sources: Mapping[str, Sequence[CallGraph]],
     seed: int = SEED,
+    resamples: int = RESAMPLES,
 ) -> list[dict[str, Any]]:
     """Every task on every source, each next to a model trained on as many real training graphs
     (a seeded sample; all of them if the source has more): one row per (task, source) with
-    accuracy, balanced accuracy, and the real model's numbers and the gaps (source - real)."""
+    accuracy, balanced accuracy, the real model's, and the gaps (source - real), each with a 95%
+    bootstrap interval over the test rows (both models scored on the same resample, so the gap's
+    interval is paired: it shows how much of a gap the test set alone can make)."""
     thresholds = LatencyThresholds.fit(real_train)
     rows: list[dict[str, Any]] = []
     for task in TASKS:
@@ -267,22 +272,61 @@ def usefulness(
                 sample = _sample(real_train, n, seed)
                 real_at[n] = run_task(task, "real", sample, test, thresholds, seed)
             mine = run_task(task, name, graphs, test, thresholds, seed)
-            rows.append(_row(task, name, mine, real_at[n]))
+            rows.append(_row(task, name, mine, real_at[n], test[1], resamples))
     return rows
 
 
 def _sample(graphs: Sequence[CallGraph], n: int, seed: int) -> list[CallGraph]:
-    picks = np.random.default_rng(seed).permutation(len(graphs))[:n]
+    """n real training graphs for the real-trained model. The stream differs from the fidelity
+    bench's `floor` source (a seed-0 shuffle), so the floor's row shows the gap another real
+    sample of the same size makes: the noise floor of the gap."""
+    picks = np.random.default_rng([seed, 7919]).permutation(len(graphs))[:n]
     return [graphs[i] for i in sorted(picks)]
 
 
-def _row(task: str, name: str, mine: TaskScore | None, real: TaskScore | None) -> dict[str, Any]:
+def _row(
+    task: str,
+    name: str,
+    mine: TaskScore | None,
+    real: TaskScore | None,
+    y_test: np.ndarray,
+    resamples: int,
+) -> dict[str, Any]:
     row: dict[str, Any] = {"task": task, "source": name}
     row.update(mine.as_dict() if mine else {"train_graphs": 0, "accuracy": None})
-    if real is not None:
-        row["real_accuracy"] = real.accuracy
-        row["real_balanced_accuracy"] = real.balanced_accuracy
-        if mine is not None:
-            row["gap"] = mine.accuracy - real.accuracy
-            row["balanced_gap"] = mine.balanced_accuracy - real.balanced_accuracy
+    if mine is None or real is None or not len(y_test):
+        return row
+    intervals = bootstrap_many(
+        list(range(len(y_test))), lambda idx: _compare(y_test, mine, real, idx), resamples=resamples
+    )
+    row.update({k: _finite(v.value) for k, v in intervals.items()})
+    row["intervals"] = {
+        k: {part: _finite(x) for part, x in v.as_dict().items()} for k, v in intervals.items()
+    }
     return row
+
+
+def _finite(x: float) -> float | None:
+    """NaN (undefined) as None, so the summary stays strict JSON."""
+    return None if np.isnan(x) else x
+
+
+def _compare(
+    y_test: np.ndarray, mine: TaskScore, real: TaskScore, idx: Sequence[int]
+) -> dict[str, float]:
+    from sklearn.metrics import balanced_accuracy_score
+
+    pick = np.asarray(idx)
+    y = y_test[pick]
+    acc = float(np.mean(mine.predicted[pick] == y))
+    real_acc = float(np.mean(real.predicted[pick] == y))
+    # a resample with one class only (tiny test sets) has no balanced accuracy to speak of
+    if len(set(y.tolist())) < 2:
+        bal = real_bal = float("nan")
+    else:
+        bal = float(balanced_accuracy_score(y, mine.predicted[pick]))
+        real_bal = float(balanced_accuracy_score(y, real.predicted[pick]))
+    return {
+        "accuracy": acc, "balanced_accuracy": bal, "real_accuracy": real_acc,
+        "real_balanced_accuracy": real_bal, "gap": acc - real_acc, "balanced_gap": bal - real_bal,
+    }  # fmt: skip
