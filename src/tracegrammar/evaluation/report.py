@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..io import atomic_writer
-from .bootstrap import Interval
+from .bootstrap import RESAMPLES, Interval
 from .fidelity import META, RECORDS, SOURCES, finished, read_graphs, read_lines
 from .scoring import METRICS, Real, diagnostics, score
 from .usefulness import usefulness
@@ -51,14 +51,17 @@ def summarize(out: Path, data: str | Path) -> dict[str, Any]:
     real = Real(tuple(split.validation), tuple(split.train))
     graphs = {s: read_graphs(out, s) for s in names}
     sources = {}
+    resamples = meta.get("bootstrap", RESAMPLES)
     for s in names:
         recs = [r for (name, _), r in records.items() if name == s]
-        sources[s] = _source_summary(real, graphs[s], recs, meta.get("bootstrap", 200))
+        sources[s] = _source_summary(real, graphs[s], recs, resamples)
     return {
         "meta": meta,
         "sources": sources,
         "real_diagnostics": diagnostics(real, real.validation),
-        "usefulness": usefulness(split.train, split.validation, {s: graphs[s] for s in names}),
+        "usefulness": usefulness(
+            split.train, split.validation, {s: graphs[s] for s in names}, resamples=resamples
+        ),
     }
 
 
