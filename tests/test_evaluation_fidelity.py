@@ -129,7 +129,7 @@ def test_floor_and_baseline_chunks_are_seeded(shared_data):
 def test_bad_options_fail_in_one_line_before_torch(extra, message, tmp_path):
     code = (
         "import sys; from tracegrammar.cli import main; rc = main(sys.argv[1:]); "
-        "assert 'torch' not in sys.modules, 'torch imported'; sys.exit(rc)"
+        "assert 'torch' not in sys.modules and 'sklearn' not in sys.modules; sys.exit(rc)"
     )
     argv = ["bench", "fidelity", "--out", str(tmp_path / "x"), *extra]
     done = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True)

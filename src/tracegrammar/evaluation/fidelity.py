@@ -474,6 +474,6 @@ def register_fidelity(sub: Any) -> None:
     f.add_argument("--adapter", help="LoRA adapter (default: shipped; 'none' for the bare base)")
     f.add_argument(
         "--summary-only", action="store_true",
-        help="generate nothing: write the summary again from the files in --out",
+        help="generate nothing: write the summary again from the files in --out (and --data)",
     )  # fmt: skip
     f.set_defaults(func=run_fidelity)
