@@ -531,6 +531,9 @@ def register_bench(p: argparse.ArgumentParser) -> None:
         "machine they were measured on",
     )
     v.set_defaults(func=run_validity)
+    from .evaluation.fidelity import register_fidelity  # its code lives in evaluation/
+
+    register_fidelity(sub)
 
 
 def _cells(text: str) -> list[Cell]:

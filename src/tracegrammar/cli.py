@@ -67,7 +67,7 @@ def _commands() -> list[tuple[str, str, Callable[[argparse.ArgumentParser], None
         ("baseline", "fit the probabilistic baseline and sample from it", register_baseline),
         ("export", "convert graphs to another trace format", register_export),
         ("draw", "draw one call graph (PNG or SVG)", register_draw),
-        ("bench", "benchmarks (validity over the papers' grid)", register_bench),
+        ("bench", "benchmarks (validity over the papers' grid; fidelity)", register_bench),
     ]
 
 

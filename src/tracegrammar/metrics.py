@@ -322,7 +322,12 @@ def structure_hash(graph: CallGraph) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def memorization(generated: Iterable[CallGraph], training: Iterable[CallGraph]) -> Memorization:
+def memorized(
+    generated: Iterable[CallGraph], training: Iterable[CallGraph]
+) -> list[tuple[bool, bool]]:
+    """Per generated graph, (exact, structure): is it a copy of some training graph, with and
+    without its times. `memorization` is the mean of these flags; the flags themselves let a
+    bootstrap resample generated graphs without hashing the training graphs again."""
     from .traces import graph_hash
 
     exact: set[str] = set()
@@ -330,12 +335,16 @@ def memorization(generated: Iterable[CallGraph], training: Iterable[CallGraph]) 
     for g in training:
         exact.add(graph_hash(g))
         shape.add(structure_hash(g))
-    gen = list(generated)
-    if not gen:
+    return [(graph_hash(g) in exact, structure_hash(g) in shape) for g in generated]
+
+
+def memorization(generated: Iterable[CallGraph], training: Iterable[CallGraph]) -> Memorization:
+    flags = memorized(generated, training)
+    if not flags:
         raise ValueError("no generated graphs to compare")
     return Memorization(
-        exact=sum(graph_hash(g) in exact for g in gen) / len(gen),
-        structure=sum(structure_hash(g) in shape for g in gen) / len(gen),
+        exact=sum(e for e, _ in flags) / len(flags),
+        structure=sum(s for _, s in flags) / len(flags),
     )
 
 

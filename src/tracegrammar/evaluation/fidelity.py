@@ -1,0 +1,479 @@
+"""`tracegrammar bench fidelity`: every source of synthetic graphs side by side, on the same
+prompts, scored against the real validation split with bootstrap intervals.
+
+Prompts are the (service, num_edges, depth, latency) of the validation graphs
+(`recipe_split(data).validation`: graphs the shipped adapters never saw), repeated until a
+source has its count (`--graphs` for fast sources, `--slow-graphs` for slow ones). The prompt
+list is cut into chunks of `--chunk` prompts; chunk k is produced with seed k, so a repeated
+prompt gets fresh draws and every source sees the same prompts with the same seed.
+
+Each finished chunk appends its valid graphs to `OUT/graphs-<source>.jsonl` (tagged with the
+chunk) and then one line to `OUT/records.jsonl`; a rerun skips the chunks already recorded, and
+a line cut short by a killed run (the last of a file) is dropped and redone. Chunks run
+interleaved (chunk 0 of every source, then chunk 1, ...), so a stopped run still has every
+source at about the same sample size. The summary (`report.write_summary`) is written at the end,
+or from the files alone with `--summary-only`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..constraints import Constraints
+from ..io import atomic_writer, graph_from_dict, graph_to_dict
+from ..metrics import Outcome, instruction_accuracy, validity
+from ..types import CallGraph
+
+GRAPHS = 1000  # per fast source: the issue's minimum on a CPU
+SLOW_GRAPHS = 300  # per slow source
+CHUNK = 48
+RECORDS = "records.jsonl"
+META = "meta.json"
+
+
+# ------------------------------------------------------------------------------------------------
+# the sources
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """Consecutive prompts of the run's prompt list, produced in one call."""
+
+    index: int
+    seed: int
+    start: int  # position of its first prompt in the prompt list
+    prompts: tuple[Constraints, ...]
+
+
+@dataclass
+class Produced:
+    """What a source made of one chunk: its valid graphs (and which prompt each answers)."""
+
+    graphs: list[CallGraph]
+    prompts: list[int]  # position in the chunk of each valid graph's prompt
+    asked: int
+    accurate: int  # valid and exactly as requested (instruction accuracy)
+    forward_passes: int | None = None
+    #: generation time proper, when the source measures it (the model's: without loading the
+    #: model and building its engine, which the first chunk would otherwise pay for)
+    wall_s: float | None = None
+
+
+class Context:
+    """What producers share, each built on first use: a source that does not need the model
+    never loads it."""
+
+    def __init__(self, split: Any, temperature: float, model: str | None, adapter: str | None):
+        self.split = split
+        self.temperature = temperature
+        self._model_path = model
+        self._adapter = adapter
+        self._perms: dict[int, np.ndarray] = {}
+
+    @cached_property
+    def model(self) -> Any:
+        from ..decoding.models import load_model
+
+        return load_model(self._model_path, self._adapter)
+
+    @cached_property
+    def reference(self) -> Any:
+        from ..reference import Reference
+
+        return Reference.from_graphs(self.split.train)
+
+    @cached_property
+    def baseline(self) -> Any:
+        from ..baseline import ProbabilisticBaseline
+
+        return ProbabilisticBaseline.fit(self.split.train)
+
+    def train_permutation(self, round_: int) -> np.ndarray:
+        if round_ not in self._perms:
+            self._perms[round_] = np.random.default_rng(round_).permutation(len(self.split.train))
+        return self._perms[round_]
+
+
+Producer = Callable[[Context, Chunk], Produced]
+
+
+def llm(ctx: Context, chunk: Chunk, **options: Any) -> Produced:
+    """The generator on a chunk's prompts in one batched call; `options` go to run_generation.
+    A graph counts when it passes the oracle (metrics.validity): unconstrained output of the
+    wrong size is still a graph to compare with real ones; instruction accuracy says how many
+    were also as asked."""
+    from ..decoding.driver import run_generation
+
+    run = run_generation(
+        list(chunk.prompts), 1, temperature=ctx.temperature, seed=chunk.seed, model=ctx.model,
+        **options,
+    )  # fmt: skip
+    keep = [
+        i
+        for i, g in enumerate(run.generations)
+        if g.graph is not None and validity([Outcome(g.graph)]) == 1.0
+    ]
+    outcomes = [Outcome(g.graph, g.constraints) for g in run.generations]
+    return Produced(
+        graphs=[run.generations[i].graph for i in keep],  # type: ignore[misc]
+        prompts=keep,
+        asked=len(chunk.prompts),
+        accurate=round(instruction_accuracy(outcomes) * len(outcomes)),
+        forward_passes=run.stats.forward_passes,
+        wall_s=run.stats.wall_s,
+    )
+
+
+def baseline(ctx: Context, chunk: Chunk) -> Produced:
+    """The probabilistic baseline, one draw per prompt, seeded by the prompt's position."""
+    graphs = [ctx.baseline.sample(c, 1, chunk.start + i)[0] for i, c in enumerate(chunk.prompts)]
+    return Produced(graphs, list(range(len(graphs))), len(graphs), len(graphs))
+
+
+def floor(ctx: Context, chunk: Chunk) -> Produced:
+    """Real training graphs, as many as prompts: position p takes graph p of a seeded shuffle of
+    the training split (a fresh shuffle every time the split is used up), so graphs repeat only
+    when more are asked than there are. They ignore the prompts: the floor is how close real
+    graphs of the same count come to the validation split."""
+    train = ctx.split.train
+    graphs = []
+    for p in range(chunk.start, chunk.start + len(chunk.prompts)):
+        graphs.append(train[int(ctx.train_permutation(p // len(train))[p % len(train)])])
+    return Produced(graphs, list(range(len(graphs))), len(graphs), len(graphs))
+
+
+@dataclass(frozen=True)
+class Source:
+    produce: Producer
+    slow: bool
+    about: str
+
+
+#: Every source the bench knows, in table order. Adding one is one line here.
+SOURCES: dict[str, Source] = {
+    "default": Source(lambda ctx, ch: llm(ctx, ch), False, "the default generator (constrained)"),
+    "semantic": Source(lambda ctx, ch: llm(ctx, ch, reference=ctx.reference), True,
+                       "the same with reference= the training calls (the semantic option)"),
+    "unconstrained": Source(lambda ctx, ch: llm(ctx, ch, constrained=False), True,
+                            "the same model without grammar and rules (valid graphs only)"),
+    "baseline": Source(baseline, False, "the probabilistic baseline fitted on the training split"),
+    "floor": Source(floor, False, "real training graphs of the same count (the floor)"),
+}  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------------------
+# the plan
+# ------------------------------------------------------------------------------------------------
+
+
+def plan(
+    validation: Sequence[CallGraph], count: int, chunk: int, max_edges: int = 0
+) -> list[Chunk]:
+    """The first `count` prompts of the validation graphs (those with at most `max_edges` calls
+    when it is set) repeated, cut into chunks."""
+    if max_edges:
+        validation = [g for g in validation if g.num_edges <= max_edges]
+    if not validation:
+        raise ValueError(f"no validation graphs to take prompts from (max_edges={max_edges})")
+    prompts = [
+        Constraints(g.service, g.num_edges, g.depth, g.latency)
+        for g in (validation[p % len(validation)] for p in range(count))
+    ]
+    return [
+        Chunk(k, k, s, tuple(prompts[s : s + chunk])) for k, s in enumerate(range(0, count, chunk))
+    ]
+
+
+def source_count(name: str, args: argparse.Namespace) -> int:
+    return args.slow_graphs if SOURCES[name].slow else args.graphs
+
+
+# ------------------------------------------------------------------------------------------------
+# files: tolerant readers, records, graphs
+# ------------------------------------------------------------------------------------------------
+
+
+def read_lines(path: Path) -> tuple[list[dict[str, Any]], bool]:
+    """The JSON objects of a JSON Lines file and whether its last line was cut short (dropped:
+    a killed run can leave one). A bad line anywhere else is an error naming it."""
+    if not path.is_file():
+        return [], False
+    lines = path.read_text(encoding="utf-8").splitlines()
+    out: list[dict[str, Any]] = []
+    for n, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError as exc:
+            if n == len(lines):
+                return out, True
+            raise ValueError(f"{path}:{n}: not JSON ({exc})") from None
+    return out, False
+
+
+def finished(records: list[dict[str, Any]]) -> dict[tuple[str, int], dict[str, Any]]:
+    """(source, chunk) -> its record; a chunk recorded twice keeps the later record."""
+    return {(r["source"], r["chunk"]): r for r in records}
+
+
+def graphs_path(out: Path, source: str) -> Path:
+    return out / f"graphs-{source}.jsonl"
+
+
+def read_graphs(out: Path, source: str, chunks: set[int] | None = None) -> list[CallGraph]:
+    """The source's graphs in chunk order, only from `chunks` (default: all recorded ones)."""
+    if chunks is None:
+        chunks = {k for (s, k) in finished(read_lines(out / RECORDS)[0]) if s == source}
+    rows, _ = read_lines(graphs_path(out, source))
+    rows = [r for r in rows if r.get("chunk") in chunks]
+    rows.sort(key=lambda r: (r["chunk"], r["prompt"]))
+    return [graph_from_dict(r) for r in rows]
+
+
+def _prune(path: Path, keep: Callable[[dict[str, Any]], bool]) -> None:
+    """Rewrite a JSON Lines file without the lines `keep` rejects and without a cut last line
+    (so appends start on a line of their own)."""
+    rows, cut = read_lines(path)
+    kept = [r for r in rows if keep(r)]
+    if cut or len(kept) != len(rows):
+        with atomic_writer(path) as fh:
+            fh.writelines(json.dumps(r, separators=(",", ":")) + "\n" for r in kept)
+
+
+def _append(path: Path, rows: list[dict[str, Any]]) -> None:
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.writelines(json.dumps(r, separators=(",", ":")) + "\n" for r in rows)
+        fh.flush()
+
+
+# ------------------------------------------------------------------------------------------------
+# the run
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Progress:
+    """One line per chunk on stderr: where the run is, and when it should end (from the median
+    time per chunk of each source in this run: the first chunk also loads the model)."""
+
+    left: dict[str, int]
+    started: float = field(default_factory=time.monotonic)
+    times: dict[str, list[float]] = field(default_factory=dict)
+    graphs: dict[str, int] = field(default_factory=dict)
+
+    def done(self, source: str, chunk: Chunk, total: int, made: Produced, wall: float) -> None:
+        self.left[source] -= 1
+        self.times.setdefault(source, []).append(wall)
+        self.graphs[source] = self.graphs.get(source, 0) + len(made.graphs)
+        eta = "?"
+        if all(self.times.get(s) for s, n in self.left.items() if n):
+            eta = _clock(
+                sum(n * float(np.median(self.times[s])) for s, n in self.left.items() if n)
+            )
+        print(
+            f"fidelity {source}: chunk {chunk.index + 1}/{total}, {len(made.graphs)}/{made.asked} "
+            f"valid in {wall:.1f} s; {self.graphs[source]} graphs this run; "
+            f"elapsed {_clock(time.monotonic() - self.started)}, ETA {eta}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+def _clock(seconds: float) -> str:
+    m, s = divmod(int(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
+
+
+def pending(
+    out: Path, sources: Sequence[str], plans: dict[str, list[Chunk]]
+) -> Iterator[tuple[str, Chunk]]:
+    """The chunks not yet recorded (a record must match the chunk's start and size), chunk 0 of
+    every source first; graph lines of a chunk about to be redone are removed first."""
+    done = finished(read_lines(out / RECORDS)[0])
+    todo: dict[str, set[int]] = {}
+    for name in sources:
+        todo[name] = {
+            c.index
+            for c in plans[name]
+            if (r := done.get((name, c.index))) is None
+            or (r["start"], r["asked"]) != (c.start, len(c.prompts))
+        }
+        ok = {k for (s, k) in done if s == name} - todo[name]
+        _prune(graphs_path(out, name), lambda row, ok=ok: row.get("chunk") in ok)
+    _prune(out / RECORDS, lambda row: True)
+    for k in range(max(len(p) for p in plans.values())):
+        for name in sources:
+            if k in todo[name]:
+                yield name, plans[name][k]
+
+
+def run_chunk(ctx: Context, out: Path, name: str, chunk: Chunk) -> tuple[Produced, float]:
+    """Produce one chunk and append it: graphs first, then its record (the record is what marks
+    the chunk done, so a run killed in between redoes it)."""
+    t0 = time.perf_counter()
+    made = SOURCES[name].produce(ctx, chunk)
+    chunk_s = time.perf_counter() - t0
+    wall = made.wall_s if made.wall_s is not None else chunk_s
+    _append(
+        graphs_path(out, name),
+        [
+            graph_to_dict(g, chunk=chunk.index, prompt=p)
+            for g, p in zip(made.graphs, made.prompts, strict=True)
+        ],
+    )
+    record = {
+        "source": name, "chunk": chunk.index, "seed": chunk.seed, "start": chunk.start,
+        "asked": made.asked, "valid": len(made.graphs), "accurate": made.accurate,
+        "wall_s": round(wall, 3), "chunk_s": round(chunk_s, 3),
+        "forward_passes": made.forward_passes,
+        "temperature": ctx.temperature,
+    }  # fmt: skip
+    _append(out / RECORDS, [record])
+    return made, chunk_s
+
+
+def check_options(args: argparse.Namespace) -> None:
+    """Every bad option fails here, in one line, before data, torch or a model is loaded."""
+    for flag, value in (("--graphs", args.graphs), ("--slow-graphs", args.slow_graphs),
+                        ("--chunk", args.chunk), ("--bootstrap", args.bootstrap)):  # fmt: skip
+        if value < 1:
+            raise ValueError(f"{flag} must be >= 1, got {value}")
+    if args.max_edges < 0:
+        raise ValueError(f"--max-edges must be >= 0 (0: all), got {args.max_edges}")
+    if not args.temperature >= 0:
+        raise ValueError(f"--temperature must be >= 0, got {args.temperature}")
+    if not args.sources:
+        raise ValueError("--sources: name at least one source")
+    bad = [s for s in args.sources if s not in SOURCES]
+    if bad:
+        raise ValueError(f"--sources: unknown source {bad[0]!r}; choose from {', '.join(SOURCES)}")
+    if not Path(args.data).exists():
+        raise ValueError(f"--data {args.data}: no such file or folder")
+
+
+def run_fidelity(args: argparse.Namespace) -> int:
+    from .report import write_summary
+
+    out = Path(args.out)
+    if args.summary_only:
+        check_options(args)
+        write_summary(out, args.data)
+        print(f"rewrote {out}/summary.md, summary.json")
+        return 0
+    check_options(args)
+    from ..training.datasets import recipe_split
+
+    split = recipe_split(args.data)  # bad data fails here, before any model loads
+    out.mkdir(parents=True, exist_ok=True)
+    _check_same_run(out, args)
+    plans = {
+        s: plan(split.validation, source_count(s, args), args.chunk, args.max_edges)
+        for s in args.sources
+    }
+    todo = list(pending(out, args.sources, plans))
+    adapter, model_name = _model_choice(args)
+    _write_meta(out, args, model_name, split)
+    ctx = Context(split, args.temperature, args.model, adapter)
+    progress = Progress({s: sum(1 for n, _ in todo if n == s) for s in args.sources})
+    for name, chunk in todo:
+        made, wall = run_chunk(ctx, out, name, chunk)
+        progress.done(name, chunk, len(plans[name]), made, wall)
+    write_summary(out, args.data)
+    print(f"wrote {out}/summary.md, summary.json ({len(todo)} new chunks)")
+    return 0
+
+
+def _model_choice(args: argparse.Namespace) -> tuple[str | None, str]:
+    """The adapter path and the model's name, without loading it (torch is imported here)."""
+    from ..decoding.driver import default_adapter_dir
+    from ..decoding.models import DEFAULT_NAME
+
+    adapter = None if args.adapter == "none" else (args.adapter or default_adapter_dir())
+    adapter = str(adapter) if adapter is not None else None
+    name = (args.model or DEFAULT_NAME) + (f"+{Path(adapter).name}" if adapter else "")
+    return adapter, name
+
+
+def _check_same_run(out: Path, args: argparse.Namespace) -> None:
+    """Records of another temperature or chunk size in `out` would mix two experiments."""
+    meta_path = out / META
+    if not meta_path.is_file():
+        return
+    meta = json.loads(meta_path.read_text())
+    for key, value in (
+        ("temperature", args.temperature), ("chunk", args.chunk), ("max_edges", args.max_edges),
+    ):  # fmt: skip
+        if key in meta and meta[key] != value:
+            raise ValueError(
+                f"--out {out} holds a run with {key}={meta[key]}, not {value}: use another --out"
+            )
+
+
+def _write_meta(out: Path, args: argparse.Namespace, model_name: str, split: Any) -> None:
+    from ..benchmark import machine
+
+    meta = json.loads((out / META).read_text()) if (out / META).is_file() else {}
+    machines = meta.get("machines", [])
+    if machine() not in machines:
+        machines.append(machine())
+    counts = {s: source_count(s, args) for s in args.sources}
+    meta.update(
+        model=model_name, temperature=args.temperature, chunk=args.chunk, machines=machines,
+        max_edges=args.max_edges,
+        date=time.strftime("%Y-%m-%d"), data=str(args.data), bootstrap=args.bootstrap,
+        counts={**meta.get("counts", {}), **counts},
+        prompts=sum(not args.max_edges or g.num_edges <= args.max_edges for g in split.validation),
+    )  # fmt: skip
+    with atomic_writer(out / META) as fh:
+        json.dump(meta, fh, indent=1)
+
+
+# ------------------------------------------------------------------------------------------------
+# command line
+# ------------------------------------------------------------------------------------------------
+
+
+def _sources(text: str) -> list[str]:
+    return [x for x in text.split(",") if x]  # checked by check_options: one line, exit 2
+
+
+def register_fidelity(sub: Any) -> None:
+    f = sub.add_parser("fidelity", help="every source side by side against the validation split")
+    f.add_argument("--data", default="../shared/data", help="real traces (default ../shared/data)")
+    f.add_argument("--graphs", type=int, default=GRAPHS, help=f"per fast source (default {GRAPHS})")
+    f.add_argument(
+        "--slow-graphs", type=int, default=SLOW_GRAPHS,
+        help=f"per slow source: semantic, unconstrained (default {SLOW_GRAPHS})",
+    )  # fmt: skip
+    f.add_argument(
+        "--sources", type=_sources, default=list(SOURCES),
+        help=f"comma-separated, in table order (default {','.join(SOURCES)})",
+    )  # fmt: skip
+    f.add_argument(
+        "--max-edges", type=int, default=0,
+        help="prompts only from validation graphs with at most this many calls (default 0: all)",
+    )  # fmt: skip
+    f.add_argument("--temperature", type=float, default=0.8)
+    f.add_argument("--chunk", type=int, default=CHUNK, help=f"prompts per call (default {CHUNK})")
+    f.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples (default 200)")
+    f.add_argument("--out", default="bench/results/fidelity", help="output folder (resumes)")
+    f.add_argument("--model", help="base model directory (default: embedded SmolLM2)")
+    f.add_argument("--adapter", help="LoRA adapter (default: shipped; 'none' for the bare base)")
+    f.add_argument(
+        "--summary-only", action="store_true",
+        help="generate nothing: write the summary again from the files in --out (and --data)",
+    )  # fmt: skip
+    f.set_defaults(func=run_fidelity)
