@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from tracegrammar import Constraints, Reference, check, check_layer
 from tracegrammar.decoding.driver import generate, run_generation
-from tracegrammar.decoding.engine import LayerLogitsProcessor
+from tracegrammar.decoding.hf import LayerLogitsProcessor
 from tracegrammar.decoding.scanner import FieldScanner
 from tracegrammar.encode import render_layer_prompt
 from tracegrammar.layers import decompose
@@ -122,7 +122,9 @@ def test_unset_attributes_are_filled(tiny_model):
 
 
 def test_unconstrained_returns_verdicts(tiny_model):
-    gens = generate(Constraints("S_7", 3, 2), 2, seed=1, model=tiny_model, constrained=False)
+    gens = run_generation(
+        Constraints("S_7", 3, 2), 2, seed=1, model=tiny_model, constrained=False
+    ).generations
     assert len(gens) == 2
     for g in gens:
         assert g.text.startswith("<layer service:S_7")

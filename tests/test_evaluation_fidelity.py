@@ -67,9 +67,11 @@ def test_bench_fidelity_runs_resumes_and_rerenders(
     argv = _argv(data, out, tiny_model_dir)
     assert main(argv) == 0
     # fast sources: 3 graphs = chunks of 2 and 1; slow ones: 2 graphs = one chunk
-    assert counted == {"default": 2, "semantic": 1, "unconstrained": 1, "baseline": 2, "floor": 2}
+    assert counted == {
+        "default": 2, "global": 1, "novel": 1, "unconstrained": 1, "baseline": 2, "floor": 2
+    }  # fmt: skip
     records, cut = read_lines(out / "records.jsonl")
-    assert len(records) == 8 and not cut
+    assert len(records) == 9 and not cut
     assert sum(r["valid"] for r in records if r["source"] == "default") == 3
     assert "chunk 2/2" in capsys.readouterr().err
     summary = json.loads((out / "summary.json").read_text())
@@ -96,7 +98,7 @@ def test_bench_fidelity_runs_resumes_and_rerenders(
     assert main(argv) == 0
     assert counted == {cut_source: 1}
     assert read_lines(out / "records.jsonl") == (read_lines(out / "records.jsonl")[0], False)
-    assert len(read_lines(out / "records.jsonl")[0]) == 8
+    assert len(read_lines(out / "records.jsonl")[0]) == 9
 
     # --summary-only: the same summary from the files alone, nothing generated
     before = (out / "summary.md").read_text()

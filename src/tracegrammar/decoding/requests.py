@@ -47,8 +47,6 @@ def semantic_call_rule(scope: CallScope, source: str) -> str | None:
     return "\n    | ".join(alts)
 
 
-def layer_grammar(
-    cond: LayerConditions, fmt: str = "layer", scope: CallScope | None = None
-) -> str:
+def layer_grammar(cond: LayerConditions, fmt: str = "layer", scope: CallScope | None = None) -> str:
     """The grammar of this layer's output (from `<edges>` to `</layer>`)."""
     return grammar_text(fmt, layer_bindings(cond, fmt, scope), start=OUTPUT_START)

@@ -65,6 +65,9 @@ class Produced:
     asked: int
     accurate: int  # valid and exactly as requested (instruction accuracy)
     forward_passes: int | None = None
+    #: constrained sampled steps, and the model's probability on tokens the engine masked there
+    masked_steps: int | None = None
+    masked_mass: float | None = None
     #: generation time proper, when the source measures it (the model's: without loading the
     #: model and building its engine, which the first chunk would otherwise pay for)
     wall_s: float | None = None
@@ -88,10 +91,12 @@ class Context:
         return load_model(self._model_path, self._adapter)
 
     @cached_property
-    def reference(self) -> Any:
+    def global_reference(self) -> Any:
+        """The training calls without their services: calls seen from a caller anywhere."""
         from ..reference import Reference
 
-        return Reference.from_graphs(self.split.train)
+        ref = Reference.from_graphs(self.split.train)
+        return Reference(ref.calls, frozenset(), ref.leaf_types)
 
     @cached_property
     def baseline(self) -> Any:
@@ -131,6 +136,8 @@ def llm(ctx: Context, chunk: Chunk, **options: Any) -> Produced:
         asked=len(chunk.prompts),
         accurate=round(instruction_accuracy(outcomes) * len(outcomes)),
         forward_passes=run.stats.forward_passes,
+        masked_steps=run.stats.masked_steps,
+        masked_mass=run.stats.masked_mass,
         wall_s=run.stats.wall_s,
     )
 
@@ -162,9 +169,13 @@ class Source:
 
 #: Every source the bench knows, in table order. Adding one is one line here.
 SOURCES: dict[str, Source] = {
-    "default": Source(lambda ctx, ch: llm(ctx, ch), False, "the default generator (constrained)"),
-    "semantic": Source(lambda ctx, ch: llm(ctx, ch, reference=ctx.reference), True,
-                       "the same with reference= the training calls (the semantic option)"),
+    "default": Source(lambda ctx, ch: llm(ctx, ch), False,
+                      "the default generator (constrained; semantic rules from the adapter's "
+                      "reference: calls seen in the service, leaf types stay leaves)"),
+    "global": Source(lambda ctx, ch: llm(ctx, ch, reference=ctx.global_reference), True,
+                     "the same with the calls of every service (the earlier semantic option)"),
+    "novel": Source(lambda ctx, ch: llm(ctx, ch, novel_calls=True), True,
+                    "the same with novel calls allowed (novel_calls=True)"),
     "unconstrained": Source(lambda ctx, ch: llm(ctx, ch, constrained=False), True,
                             "the same model without grammar and rules (valid graphs only)"),
     "baseline": Source(baseline, False, "the probabilistic baseline fitted on the training split"),
@@ -339,6 +350,8 @@ def run_chunk(ctx: Context, out: Path, name: str, chunk: Chunk) -> tuple[Produce
         "asked": made.asked, "valid": len(made.graphs), "accurate": made.accurate,
         "wall_s": round(wall, 3), "chunk_s": round(chunk_s, 3),
         "forward_passes": made.forward_passes,
+        "masked_steps": made.masked_steps,
+        "masked_mass": None if made.masked_mass is None else round(made.masked_mass, 4),
         "temperature": ctx.temperature,
     }  # fmt: skip
     _append(out / RECORDS, [record])
@@ -456,7 +469,7 @@ def register_fidelity(sub: Any) -> None:
     f.add_argument("--graphs", type=int, default=GRAPHS, help=f"per fast source (default {GRAPHS})")
     f.add_argument(
         "--slow-graphs", type=int, default=SLOW_GRAPHS,
-        help=f"per slow source: semantic, unconstrained (default {SLOW_GRAPHS})",
+        help=f"per slow source: global, novel, unconstrained (default {SLOW_GRAPHS})",
     )  # fmt: skip
     f.add_argument(
         "--sources", type=_sources, default=list(SOURCES),

@@ -77,6 +77,8 @@ def _source_summary(
     valid = sum(r["valid"] for r in recs)
     wall = sum(r["wall_s"] for r in recs)
     passes = [r["forward_passes"] for r in recs if r.get("forward_passes") is not None]
+    steps = sum(r.get("masked_steps") or 0 for r in recs)
+    mass = sum(r.get("masked_mass") or 0.0 for r in recs)
     scores = score(real, graphs, asked, resamples=resamples)
     return {
         "chunks": len(recs),
@@ -86,6 +88,7 @@ def _source_summary(
         "wall_s": wall,
         "wall_s_per_valid": wall / valid if valid else None,
         "forward_passes_per_valid": sum(passes) / valid if valid and passes else None,
+        "masked_mass": mass / steps if steps else None,
         "metrics": {k: (v.as_dict() if v else None) for k, v in scores.items()},
         "diagnostics": diagnostics(real, graphs),
     }
@@ -132,6 +135,12 @@ def markdown(summary: dict[str, Any]) -> str:
         [
             "forward passes / valid graph",
             *(_num(sources[s]["forward_passes_per_valid"]) for s in names),
+        ]
+    )
+    rows.append(
+        [
+            "model probability on masked tokens, per sampled step",
+            *(_num(sources[s].get("masked_mass"), 3) for s in names),
         ]
     )
     lines += table_lines(["metric", *names], rows)
