@@ -7,8 +7,10 @@ Why the loop is hand-written rather than `transformers.Trainer`: a killed run mu
 exact sample it stopped at, with the same attribute thinning and dropout masks, and the output
 directory must carry the metadata that `decoding.models.load_model` checks. Every `save_every`
 optimizer steps a checkpoint holds the adapter, optimizer, scheduler, RNG states, the data-order
-position (epoch, batch) and the loss history; it is written to a temporary directory and renamed
-into place, so a kill at any moment leaves either the old checkpoint or the new one, never half.
+position (epoch, batch) and the loss history (no pickle is ever loaded: optimizer and scheduler
+states are read with `weights_only=True`, the RNG states are safetensors and JSON); it is
+written to a temporary directory and renamed into place, so a kill at any moment leaves either
+the old checkpoint or the new one, never half.
 
 torch, transformers and peft are imported inside the functions that use them, so the config (and
 the CLI's `--help`) loads without them.
@@ -49,6 +51,10 @@ from .datasets import (
 )
 
 CHECKPOINTS = "checkpoints"
+OPTIMIZER_FILE = "optimizer.pt"  # tensors and plain containers only: read with weights_only=True
+SCHEDULER_FILE = "scheduler.pt"
+RNG_TENSORS = "rng.safetensors"
+RNG_JSON = "rng.json"
 LOSS_CSV = "loss.csv"
 LOSS_PNG = "loss.png"
 #: Knobs that may change between a run and its resumption (they do not change what is learned).
@@ -654,9 +660,9 @@ def save_checkpoint(run: _Run, state: _State) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=root))
     try:
         run.model.save_pretrained(tmp)
-        torch.save(run.opt.state_dict(), tmp / "optimizer.pt")
-        torch.save(run.sched.state_dict(), tmp / "scheduler.pt")
-        torch.save(_rng_state(), tmp / "rng.pt")
+        torch.save(run.opt.state_dict(), tmp / OPTIMIZER_FILE)
+        torch.save(run.sched.state_dict(), tmp / SCHEDULER_FILE)
+        save_rng_state(tmp)
         doc = {"kind": "checkpoint", **run.meta, **asdict(state)}
         (tmp / "state.json").write_text(json.dumps(doc, indent=1))
         if final.exists():  # a resumed run reached the same step again
@@ -671,35 +677,73 @@ def save_checkpoint(run: _Run, state: _State) -> Path:
 
 
 def _restore(run: _Run, path: Path) -> _State:
-    import torch
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
 
     set_peft_model_state_dict(run.model, load_file(path / "adapter_model.safetensors"))
-    run.opt.load_state_dict(torch.load(path / "optimizer.pt", map_location=run.device))
-    run.sched.load_state_dict(torch.load(path / "scheduler.pt"))
+    run.opt.load_state_dict(load_tensor_state(path / OPTIMIZER_FILE, run.device))
+    run.sched.load_state_dict(load_tensor_state(path / SCHEDULER_FILE))
     doc = json.loads((path / "state.json").read_text())
-    _set_rng_state(torch.load(path / "rng.pt", weights_only=False))  # our own file
+    load_rng_state(path)
     names = {f.name for f in fields(_State)}
     return _State(**{k: v for k, v in doc.items() if k in names})
 
 
-def _rng_state() -> dict[str, Any]:
+def load_tensor_state(path: Path, map_location: Any = None) -> Any:
+    """A `torch.save`d state dict, read with `weights_only=True`: only tensors and plain
+    containers are rebuilt, so a crafted file in someone's `--out` folder cannot run code."""
+    import pickle
+
     import torch
 
-    state = {"python": random.getstate(), "torch": torch.get_rng_state()}
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError:  # torch's message invites loading it unsafely: not ours to say
+        raise TrainError(
+            f"{path}: holds objects other than tensors and plain containers; refused, not loaded "
+            "(a checkpoint of this version never does)"
+        ) from None
+    except (RuntimeError, EOFError, OSError) as exc:
+        reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise TrainError(f"{path}: unreadable checkpoint state ({reason})") from None
+
+
+def save_rng_state(folder: Path) -> None:
+    """Random-number states without pickle: torch's as uint8 tensors (safetensors), Python's as
+    JSON. `rng.pt` (a pickle) of older versions is never written or read again."""
+    import torch
+    from safetensors.torch import save_file
+
+    tensors = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
+        for i, state in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"cuda.{i}"] = state
+    save_file(tensors, str(folder / RNG_TENSORS))
+    version, internal, gauss = random.getstate()
+    doc = {"python": {"version": version, "state": list(internal), "gauss_next": gauss}}
+    (folder / RNG_JSON).write_text(json.dumps(doc))
 
 
-def _set_rng_state(state: dict[str, Any]) -> None:
+def load_rng_state(folder: Path) -> None:
     import torch
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
 
-    random.setstate(state["python"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    if not (folder / RNG_TENSORS).is_file() or not (folder / RNG_JSON).is_file():
+        raise TrainError(
+            f"{folder}: checkpoint has no {RNG_TENSORS} / {RNG_JSON} (written by an older "
+            "version, whose pickled rng.pt is not loaded); use another --out"
+        )
+    try:
+        tensors = load_file(str(folder / RNG_TENSORS))
+        py = json.loads((folder / RNG_JSON).read_text())["python"]
+        random.setstate((int(py["version"]), tuple(int(x) for x in py["state"]), py["gauss_next"]))
+        torch.set_rng_state(tensors["torch"])
+    except (SafetensorError, ValueError, KeyError, TypeError, RuntimeError) as exc:
+        raise TrainError(f"{folder}: unreadable random-number state ({exc})") from None
+    cuda = [tensors[f"cuda.{i}"] for i in range(len(tensors)) if f"cuda.{i}" in tensors]
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda)
 
 
 def _remove_temporaries(out: Path) -> None:
