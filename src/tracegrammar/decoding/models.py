@@ -87,6 +87,7 @@ def default_model_dir(progress: bool = True) -> Path:
         digest = sha256_file(gguf)
         if digest != DEFAULT_GGUF_SHA256:
             raise ModelError(f"{gguf}: sha256 {digest} is not the expected {DEFAULT_GGUF_SHA256}")
+        _remove_stale_conversions(target)
         if progress:
             print(f"converting {gguf.name} to safetensors in {target} (once, ~30 s)", flush=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{DEFAULT_NAME}.", dir=target.parent))
@@ -96,6 +97,14 @@ def default_model_dir(progress: bool = True) -> Path:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def _remove_stale_conversions(target: Path) -> None:
+    """Folders of a killed conversion (`.NAME.<random>`). Called under the lock, so no live
+    conversion owns one; the lock file and anything that is not a plain folder are kept."""
+    for p in target.parent.glob(f".{target.name}.*"):
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
 
 
 def _convert_gguf(gguf: Path, out: Path) -> None:

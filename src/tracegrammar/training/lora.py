@@ -38,6 +38,7 @@ from typing import Any
 
 from ..decoding.models import ADAPTER_META, ModelError, base_shape, default_model_dir, load_model
 from ..decoding.prior import PRIOR_FILE, Prior
+from ..io import atomic_writer, remove_stale_temporaries, temp_prefix
 from ..traces import graph_hash, load_traces
 from ..types import CallGraph
 from .datasets import (
@@ -657,7 +658,7 @@ def save_checkpoint(run: _Run, state: _State) -> Path:
     root = run.out / CHECKPOINTS
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step-{state.step:08d}"
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=root))
+    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(final.name), suffix=".tmp", dir=root))
     try:
         run.model.save_pretrained(tmp)
         torch.save(run.opt.state_dict(), tmp / OPTIMIZER_FILE)
@@ -747,13 +748,11 @@ def load_rng_state(folder: Path) -> None:
 
 
 def _remove_temporaries(out: Path) -> None:
-    """Half-written checkpoints or final files of a killed run (never renamed into place)."""
-    for pattern in (f"{CHECKPOINTS}/.tmp-*", ".final-*", ".*.tmp"):
-        for p in out.glob(pattern):
-            if p.is_dir():
-                shutil.rmtree(p)
-            else:
-                p.unlink()
+    """Half-written checkpoints or final files of a killed run (never renamed into place): only
+    names this module makes (`temp_prefix`, with the writer's pid) whose writer is dead, so a
+    user's own `.x.tmp` or `.final-*` in the folder is never touched."""
+    remove_stale_temporaries(out)
+    remove_stale_temporaries(out / CHECKPOINTS)
 
 
 def _previous_run(out: Path) -> dict[str, Any] | None:
@@ -822,7 +821,7 @@ def _finish(run: _Run, state: _State) -> None:
         state.history[-1][2] = evaluate(run)
     last = _last_losses(state.history)
     run.out.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".final-", dir=run.out))
+    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix("final"), suffix=".tmp", dir=run.out))
     try:
         run.model.save_pretrained(tmp, safe_serialization=True)
         for f in tmp.iterdir():
@@ -864,14 +863,11 @@ def _last_losses(history: list[list[Any]], window: int = 10) -> tuple[float | No
 
 
 def write_loss_csv(path: Path, history: list[list[Any]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="") as fh:
+    with atomic_writer(path, newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["step", "train_loss", "val_loss"])
         for step, loss, val in history:
             w.writerow([step, f"{loss:.6f}", "" if val is None else f"{val:.6f}"])
-    os.replace(tmp, path)
 
 
 def read_loss_csv(path: str | Path) -> list[tuple[int, float, float | None]]:
@@ -900,14 +896,14 @@ def plot_loss(path: Path, history: list[list[Any]]) -> None:
     ax.set(xlabel="optimizer step", ylabel="loss (nats/token)", title="LoRA fine-tuning")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with atomic_writer(path, "wb") as fh:
+        fig.savefig(fh, format="png", dpi=100)
     plt.close(fig)
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    with atomic_writer(path) as fh:
+        fh.write(text)
 
 
 def _versions() -> dict[str, str]:
