@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .constraints import Constraints
+from .errors import UsageError
 from .io import atomic_writer
 from .metrics import Outcome, instruction_accuracy, semantic_validity, validity
 from .reference import Reference
@@ -121,7 +122,7 @@ def plan(args: argparse.Namespace) -> list[tuple[Cell, float, str, str]]:
         missing = sorted(set(only) - set(cells))
         if missing:
             c = missing[0]
-            raise ValueError(f"--only: cell {c.num_edges}x{c.depth} is not in the grid")
+            raise UsageError(f"--only: cell {c.num_edges}x{c.depth} is not in the grid")
         cells = [c for c in cells if c in set(only)]
     if args.cells and args.cells < len(cells):
         cells = sorted(
@@ -220,7 +221,7 @@ def run_validity(args: argparse.Namespace) -> int:
     if args.summary_only:
         return rewrite_summary(Path(args.out))
     if args.workers < 1:
-        raise ValueError(f"--workers must be >= 1, got {args.workers}")
+        raise UsageError(f"--workers must be >= 1, got {args.workers}")
     planned = plan(args)  # bad options fail here, before anything is read or written
     sources = _prompt_sources(args.data)  # bad data fails here, before any model loads
     out = Path(args.out)
@@ -366,9 +367,9 @@ def rewrite_summary(out: Path) -> int:
     the machine and run that `summary.json` recorded when they were measured."""
     records_path, summary_path = out / "records.jsonl", out / "summary.json"
     if not records_path.is_file():
-        raise ValueError(f"--out {out}: no records.jsonl to summarize")
+        raise UsageError(f"--out {out}: no records.jsonl to summarize")
     if not summary_path.is_file():
-        raise ValueError(f"--out {out}: no summary.json with the machine the records ran on")
+        raise UsageError(f"--out {out}: no summary.json with the machine the records ran on")
     meta = json.loads(summary_path.read_text())["meta"]
     write_summary(out, read_records(records_path), meta)
     print(f"rewrote {out}/summary.md, summary.json, heat maps")

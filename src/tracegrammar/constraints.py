@@ -9,6 +9,8 @@ import re
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from .errors import ConstraintError
+
 SERVICE_RE = re.compile(r"S_(0|[1-9][0-9]*)")
 #: A microservice name: Alibaba v2022 `MS_<n>` or a v2021 64-hex hash.
 MS_RE = re.compile(r"MS_(0|[1-9][0-9]*)|[0-9a-f]{64}")
@@ -35,11 +37,11 @@ class Constraints:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(
+            raise ConstraintError(
                 f"unknown constraint field {unknown[0]!r} (known: {', '.join(sorted(known))})"
             )
         if "service" not in data:
-            raise ValueError("constraint field 'service' is required")
+            raise ConstraintError("constraint field 'service' is required")
         return cls(**data)
 
     def as_dict(self) -> dict[str, Any]:
@@ -47,23 +49,25 @@ class Constraints:
 
 
 def validate(c: Constraints) -> None:
-    """Raise ValueError naming the first field whose value no valid call graph can have."""
+    """Raise ConstraintError (a ValueError) naming the first field whose value no valid call graph can have."""
     if not isinstance(c.service, str) or not SERVICE_RE.fullmatch(c.service):
-        raise ValueError(f"service must look like S_<digits> (no leading zeros), got {c.service!r}")
+        raise ConstraintError(
+            f"service must look like S_<digits> (no leading zeros), got {c.service!r}"
+        )
     for name in ("num_edges", "depth", "latency"):
         value = getattr(c, name)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
-            raise ValueError(f"{name} must be an integer, got {value!r}")
+            raise ConstraintError(f"{name} must be an integer, got {value!r}")
     if c.num_edges is not None and c.num_edges < 1:
-        raise ValueError(f"num_edges must be >= 1, got {c.num_edges}")
+        raise ConstraintError(f"num_edges must be >= 1, got {c.num_edges}")
     if c.depth is not None and c.depth < 1:
-        raise ValueError(f"depth must be >= 1, got {c.depth}")
+        raise ConstraintError(f"depth must be >= 1, got {c.depth}")
     if c.latency is not None and c.latency < 0:
-        raise ValueError(f"latency must be >= 0 ms, got {c.latency}")
+        raise ConstraintError(f"latency must be >= 0 ms, got {c.latency}")
     if c.num_edges is not None and c.depth is not None:
         if c.depth > c.num_edges:
-            raise ValueError(
+            raise ConstraintError(
                 f"depth={c.depth} needs at least {c.depth} edges, but num_edges={c.num_edges}"
             )
         if c.depth == 1 and c.num_edges > 1:
-            raise ValueError(f"depth=1 allows only the root call, but num_edges={c.num_edges}")
+            raise ConstraintError(f"depth=1 allows only the root call, but num_edges={c.num_edges}")

@@ -1,5 +1,5 @@
 """The `eval` and `baseline` commands: argument wiring only, the work is in `metrics` and
-`baseline`. Registered from `cli.py`; every expected failure raises ValueError with a one-line
+`baseline`. Registered from `cli.py`; every expected failure raises an InputError with a one-line
 message (the CLI prints it and exits 2)."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from .errors import UsageError
 from .types import CallGraph
 
 
@@ -57,7 +58,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .metrics import evaluate, format_report, plot
 
     if args.plots and not args.out:
-        raise ValueError("--plots needs --out DIR")
+        raise UsageError("--plots needs --out DIR")
     real = _read_all(args.real)
     synthetic = list(read_graphs(args.synthetic))
     training = _read_all(args.training) if args.training else None
@@ -102,7 +103,7 @@ def cmd_baseline(args: argparse.Namespace) -> int:
 
     constraints = Constraints(args.service, args.num_edges, args.depth, args.latency)
     if args.n < 1:
-        raise ValueError(f"-n must be >= 1, got {args.n}")
+        raise UsageError(f"-n must be >= 1, got {args.n}")
     model = ProbabilisticBaseline.fit(_read_all(args.data))
     if args.save_model:
         model.save(args.save_model)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .constraints import Constraints
+from .errors import UsageError
 
 
 def register_generate(p: argparse.ArgumentParser) -> None:
@@ -66,7 +67,7 @@ def load_requests(args: argparse.Namespace) -> list[tuple[Constraints, int]]:
     if args.requests:
         return _requests_file(Path(args.requests), args.n)
     if not args.service:
-        raise ValueError(
+        raise UsageError(
             "give --service (and optionally --num-edges, --depth, --latency) or --requests FILE"
         )
     c = Constraints(args.service, args.num_edges, args.depth, args.latency)
@@ -75,7 +76,7 @@ def load_requests(args: argparse.Namespace) -> list[tuple[Constraints, int]]:
 
 def _requests_file(path: Path, default_n: int) -> list[tuple[Constraints, int]]:
     if not path.is_file():
-        raise ValueError(f"{path}: no such file")
+        raise UsageError(f"{path}: no such file")
     text = path.read_text()
     try:
         if path.suffix in {".yaml", ".yml"}:
@@ -85,25 +86,25 @@ def _requests_file(path: Path, default_n: int) -> list[tuple[Constraints, int]]:
         else:
             data = json.loads(text)
     except Exception as exc:
-        raise ValueError(
+        raise UsageError(
             f"{path}: not valid {path.suffix[1:] or 'JSON'}: {str(exc).splitlines()[0]}"
         ) from None
     if isinstance(data, dict):
         data = [data]
     if not isinstance(data, list) or not data:
-        raise ValueError(f"{path}: expected a non-empty list of requests")
+        raise UsageError(f"{path}: expected a non-empty list of requests")
     out = []
     for i, item in enumerate(data):
         if not isinstance(item, dict):
-            raise ValueError(f"{path}: request {i} is not a mapping")
+            raise UsageError(f"{path}: request {i} is not a mapping")
         item = dict(item)
         n = item.pop("n", default_n)
         if not isinstance(n, int) or n < 1:
-            raise ValueError(f"{path}: request {i}: n must be a positive integer, got {n!r}")
+            raise UsageError(f"{path}: request {i}: n must be a positive integer, got {n!r}")
         try:
             out.append((Constraints.from_dict(item), n))
         except ValueError as exc:
-            raise ValueError(f"{path}: request {i}: {exc}") from None
+            raise UsageError(f"{path}: request {i}: {exc}") from None
     return out
 
 

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-from .errors import OutputPathError, os_error_message
+from .errors import InputError, OutputPathError, TraceFormatError, os_error_message
 from .types import CallGraph, Edge
 
 EDGE_KEYS = ("rpc_id", "source", "destination", "type", "start", "finish")
@@ -48,14 +48,14 @@ def graph_from_dict(data: dict[str, Any]) -> CallGraph:
         )
         return CallGraph(str(data["service"]), edges)
     except (KeyError, TypeError, ValueError) as exc:
-        raise ValueError(f"not a call graph record: {exc!r}") from None
+        raise InputError(f"not a call graph record: {exc!r}") from None
 
 
 def read_jsonl(path: str | Path) -> Iterator[CallGraph]:
     """Graphs from a JSON Lines file; a bad line raises ValueError naming the file and line."""
     p = Path(path)
     if not p.is_file():
-        raise ValueError(f"{p}: no such file")
+        raise TraceFormatError(p, "no such file")
     with open(p, encoding="utf-8") as fh:
         for n, line in enumerate(fh, start=1):
             if not line.strip():
@@ -63,7 +63,7 @@ def read_jsonl(path: str | Path) -> Iterator[CallGraph]:
             try:
                 yield graph_from_dict(json.loads(line))
             except (json.JSONDecodeError, ValueError) as exc:
-                raise ValueError(f"{p}:{n}: {exc}") from None
+                raise TraceFormatError(f"{p}:{n}", str(exc)) from None
 
 
 #: A temporary file or folder of ours: `.NAME.tg<pid>-<random>.tmp`. The pid says whether the

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
+from .errors import InputError
 from .types import (
     NONE,
     ROOT_ID,
@@ -45,7 +46,7 @@ def decompose(graph: CallGraph) -> list[Layer]:
     """The layers of a valid call graph, depth-first. Raises ValueError on a graph that is not a
     tree rooted at `0` (run the oracle first)."""
     if ROOT_ID not in graph.by_id:
-        raise ValueError(f"graph of {graph.service} has no root call {ROOT_ID!r}")
+        raise InputError(f"graph of {graph.service} has no root call {ROOT_ID!r}")
     root = graph.by_id[ROOT_ID]
     sizes, heights = _subtree_stats(graph)
     cond = root_conditions(graph.service, graph.num_edges, graph.depth, root.finish, root.start)
@@ -103,17 +104,17 @@ def _subtree_stats(graph: CallGraph) -> tuple[dict[str, int], dict[str, int]]:
 def reassemble(layers: Sequence[Layer]) -> CallGraph:
     """Inverse of `decompose`: rebuild the call graph from its layers (depth-first order)."""
     if not layers:
-        raise ValueError("no layers to reassemble")
+        raise InputError("no layers to reassemble")
     edges: list[Edge] = []
     pos = _assemble(layers, 0, None, edges)
     if pos != len(layers):
-        raise ValueError(f"{len(layers) - pos} layers left over after the tree was complete")
+        raise InputError(f"{len(layers) - pos} layers left over after the tree was complete")
     return CallGraph(layers[0].conditions.service, tuple(edges))
 
 
 def _assemble(layers: Sequence[Layer], pos: int, prefix: str | None, out: list[Edge]) -> int:
     if pos >= len(layers):
-        raise ValueError("a subgraph block has no layer to expand it")
+        raise InputError("a subgraph block has no layer to expand it")
     layer = layers[pos]
     source = layer.conditions.start_node
     ids: dict[int, str] = {}
@@ -124,6 +125,6 @@ def _assemble(layers: Sequence[Layer], pos: int, prefix: str | None, out: list[E
     pos += 1
     for block in layer.subgraphs:
         if block.edge not in ids:
-            raise ValueError(f"subgraph block refers to edge {block.edge}, not in its layer")
+            raise InputError(f"subgraph block refers to edge {block.edge}, not in its layer")
         pos = _assemble(layers, pos, ids[block.edge], out)
     return pos

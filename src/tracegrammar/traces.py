@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import IO
 
 from .constraints import SERVICE_RE
+from .errors import TraceFormatError
 from .types import CALL_TYPES, ROOT_ID, USER, CallGraph, Edge, rpc_parent
 
 UNKNOWN_NAMES = frozenset({"", "UNKNOWN", "UNAVAILABLE", "(?)", "NAN", "NONE", "NULL"})
@@ -42,15 +43,6 @@ V2021_SERVICE = "S_0"  # v2021 has no service column: its graphs share this plac
 _RPC_ID_RE = re.compile(r"[0-9]+(\.[0-9]+)*")
 _MS_PADDED = re.compile(r"^MS_0+(?=[0-9])")
 _S_PADDED = re.compile(r"^S_0+(?=[0-9])")
-
-
-class TraceFormatError(ValueError):
-    """A path that cannot be read as traces. `str()` is one line naming the file and problem."""
-
-    def __init__(self, path: str | Path, problem: str) -> None:
-        super().__init__(f"{path}: {problem}")
-        self.path = str(path)
-        self.problem = problem
 
 
 @dataclass

@@ -32,6 +32,7 @@ from ..encode import (
     render_graph_prompt,
     render_layer_prompt,
 )
+from ..errors import InputError
 from ..grammar import grammar_text
 from ..layers import root_conditions
 from ..oracle import Violation, check, check_layer
@@ -214,7 +215,7 @@ def run_generation(
     for c, (num, depth, _) in zip(requests, shapes, strict=True):
         _check_context(c, num, fmt, context)
         if reference is not None and reference.reach(USER) < depth:
-            raise ValueError(
+            raise InputError(
                 f"depth={depth} is deeper than any chain of calls in the reference set "
                 f"(at most {reference.reach(USER)} below USER): the semantic option cannot meet it"
             )
@@ -253,19 +254,19 @@ def _requests(constraints: Constraints | Sequence[Constraints], n: int) -> list[
     items = [constraints] if isinstance(constraints, Constraints) else list(constraints)
     for c in items:
         if not isinstance(c, Constraints):
-            raise ValueError(f"constraints must be Constraints objects, got {type(c).__name__}")
+            raise InputError(f"constraints must be Constraints objects, got {type(c).__name__}")
     return [c for c in items for _ in range(n)]
 
 
 def _check_options(fmt: str, temperature: float, top_k: int, n: int) -> None:
     if fmt not in FORMATS:
-        raise ValueError(f"fmt must be one of {FORMATS}, got {fmt!r}")
+        raise InputError(f"fmt must be one of {FORMATS}, got {fmt!r}")
     if not temperature >= 0:
-        raise ValueError(f"temperature must be >= 0, got {temperature}")
+        raise InputError(f"temperature must be >= 0, got {temperature}")
     if top_k < 0:
-        raise ValueError(f"top_k must be >= 0 (0: no limit), got {top_k}")
+        raise InputError(f"top_k must be >= 0 (0: no limit), got {top_k}")
     if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
+        raise InputError(f"n must be >= 1, got {n}")
 
 
 def _check_context(c: Constraints, num_edges: int, fmt: str, context: int) -> None:
@@ -274,7 +275,7 @@ def _check_context(c: Constraints, num_edges: int, fmt: str, context: int) -> No
     else:  # worst case: every call in one layer, each with a block
         need = PROMPT_TOKENS + (CALL_TOKENS + BLOCK_TOKENS) * num_edges
     if need > context:
-        raise ValueError(
+        raise InputError(
             f"num_edges={num_edges} needs about {need} tokens in one {fmt} output, more than "
             f"the model's context of {context}"
         )

