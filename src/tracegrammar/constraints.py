@@ -14,6 +14,19 @@ from .errors import ConstraintError
 SERVICE_RE = re.compile(r"S_(0|[1-9][0-9]*)")
 #: A microservice name: Alibaba v2022 `MS_<n>` or a v2021 64-hex hash.
 MS_RE = re.compile(r"MS_(0|[1-9][0-9]*)|[0-9a-f]{64}")
+_S_PADDED = re.compile(r"^S_0+(?=[0-9])")
+_MS_PADDED = re.compile(r"^MS_0+(?=[0-9])")
+
+
+def normalise_service(value: str) -> str:
+    """`S_036816397` (as the TraceLLM data writes ids) -> `S_36816397`: the one canonical form,
+    used by the trace loader and by `Constraints`, so the same service is one id everywhere."""
+    return _S_PADDED.sub("S_", value.strip())
+
+
+def normalise_name(value: str) -> str:
+    """`MS_007` -> `MS_7` (the loader's reading of zero-padded microservice names)."""
+    return _MS_PADDED.sub("MS_", value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +43,8 @@ class Constraints:
     latency: int | None = None
 
     def __post_init__(self) -> None:
+        if isinstance(self.service, str):  # accept ids as the data writes them, keep one form
+            object.__setattr__(self, "service", normalise_service(self.service))
         validate(self)
 
     @classmethod
@@ -51,9 +66,7 @@ class Constraints:
 def validate(c: Constraints) -> None:
     """Raise ConstraintError (a ValueError) naming the first field whose value no valid call graph can have."""
     if not isinstance(c.service, str) or not SERVICE_RE.fullmatch(c.service):
-        raise ConstraintError(
-            f"service must look like S_<digits> (no leading zeros), got {c.service!r}"
-        )
+        raise ConstraintError(f"service must look like S_<digits>, got {c.service!r}")
     for name in ("num_edges", "depth", "latency"):
         value = getattr(c, name)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool)):

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from .constraints import SERVICE_RE
+from .constraints import SERVICE_RE, normalise_name, normalise_service
 from .errors import InputError, TraceFormatError
 from .types import CALL_TYPES, ROOT_ID, USER, CallGraph, Edge, rpc_parent
 
@@ -43,8 +43,6 @@ UNKNOWN_NAMES = frozenset({"", "UNKNOWN", "UNAVAILABLE", "(?)", "NAN", "NONE", "
 TRACE_SUFFIXES = (".csv", ".csv.gz", ".txt", ".txt.gz")
 V2021_SERVICE = "S_0"  # v2021 has no service column: its graphs share this placeholder service
 _RPC_ID_RE = re.compile(r"[0-9]+(\.[0-9]+)*")
-_MS_PADDED = re.compile(r"^MS_0+(?=[0-9])")
-_S_PADDED = re.compile(r"^S_0+(?=[0-9])")
 
 
 @dataclass
@@ -273,9 +271,9 @@ def _csv_traces(
                 break
             del open_traces[oldest]
             _remember(finished, oldest, idle_rows)
-            yield (_norm_service(s), oldest, calls, is_v2021)
+            yield (normalise_service(s), oldest, calls, is_v2021)
     for tid, (s, calls, _) in open_traces.items():
-        yield (_norm_service(s), tid, calls, is_v2021)
+        yield (normalise_service(s), tid, calls, is_v2021)
 
 
 def _remember(finished: OrderedDict[str, None], tid: str, limit: int) -> None:
@@ -304,7 +302,7 @@ def _tracellm(
             attrs = dict(
                 kv.split(":", 1) for kv in line[len("[GENERATE GRAPH]") :].split("/") if ":" in kv
             )
-            service, calls = _norm_service(attrs.get("id", "")), []
+            service, calls = normalise_service(attrs.get("id", "")), []
         elif line.startswith("("):
             f: dict[str, str] = {}
             for m in _TL_FIELD.finditer(line):
@@ -337,17 +335,13 @@ def _name(value: str) -> str | None:
     value = value.strip()
     if value.upper() in UNKNOWN_NAMES:
         return None
-    return _MS_PADDED.sub("MS_", value)
+    return normalise_name(value)
 
 
 def _dest(value: str) -> str | None:
     """A destination is never the user: USER there is as unknown as UNKNOWN."""
     name = _name(value)
     return None if name == USER else name
-
-
-def _norm_service(value: str) -> str:
-    return _S_PADDED.sub("S_", value.strip())
 
 
 def _type(value: str) -> str | None:
