@@ -32,7 +32,11 @@ class InputError(TracegrammarError, ValueError):
 
 
 class ConstraintError(InputError):
-    """A constraint field whose value no valid call graph can have."""
+    """A constraint field whose value no valid call graph can have; `field` names it."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class TraceFormatError(InputError):

@@ -98,12 +98,18 @@ def register_baseline(p: argparse.ArgumentParser) -> None:
 
 def cmd_baseline(args: argparse.Namespace) -> int:
     from .baseline import ProbabilisticBaseline
-    from .constraints import Constraints
-    from .io import graph_to_dict, write_jsonl
+    from .constraints import ConstraintError, Constraints, check_request_size
+    from .generate_cli import _flag
+    from .io import check_output_writable, graph_to_dict, write_jsonl
 
-    constraints = Constraints(args.service, args.num_edges, args.depth, args.latency)
-    if args.n < 1:
-        raise UsageError(f"-n must be >= 1, got {args.n}")
+    try:
+        constraints = Constraints(args.service, args.num_edges, args.depth, args.latency)
+        check_request_size(constraints, args.n)
+    except ConstraintError as exc:
+        raise UsageError(f"{_flag(exc.field)}: {exc}") from None
+    check_output_writable(args.out)  # before fitting: a bad --out fails at once
+    if args.save_model:
+        check_output_writable(args.save_model)
     model = ProbabilisticBaseline.fit(_read_all(args.data))
     if args.save_model:
         model.save(args.save_model)

@@ -5,20 +5,28 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from .constraints import Constraints
+from .constraints import (
+    MAX_GRAPHS_PER_RUN,
+    MAX_NUM_EDGES,
+    ConstraintError,
+    Constraints,
+    check_request_size,
+)
 from .errors import UsageError
+from .io import check_output_writable
 
 
 def register_generate(p: argparse.ArgumentParser) -> None:
     from .exports import FORMATS
 
     p.add_argument("--service", help="service id, e.g. S_32048416")
-    p.add_argument("--num-edges", type=int, help="exact number of calls")
+    p.add_argument("--num-edges", type=int, help=f"exact number of calls (1 to {MAX_NUM_EDGES})")
     p.add_argument("--depth", type=int, help="exact depth (1: only the root call)")
     p.add_argument("--latency", type=int, help="upper bound on the root call's finish (ms)")
     p.add_argument(
@@ -26,10 +34,19 @@ def register_generate(p: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="JSON or YAML list of requests ({service, num_edges?, depth?, latency?, n?})",
     )
-    p.add_argument("-n", type=int, default=1, help="graphs per request (default 1)")
+    p.add_argument(
+        "-n",
+        type=int,
+        default=1,
+        help=f"graphs per request (default 1; at most {MAX_GRAPHS_PER_RUN} in all)",
+    )
     p.add_argument("--seed", type=int, help="random seed (same seed, same output)")
-    p.add_argument("--temperature", type=float, default=0.8)
-    p.add_argument("--top-k", type=int, default=50)
+    p.add_argument(
+        "--temperature", type=float, default=0.8, help="sampling temperature, 0: greedy (0.8)"
+    )
+    p.add_argument(
+        "--top-k", type=int, default=50, help="sample among the k likeliest, 0: all (50)"
+    )
     p.add_argument(
         "--fmt",
         default="layer",
@@ -63,15 +80,58 @@ def register_generate(p: argparse.ArgumentParser) -> None:
 
 
 def load_requests(args: argparse.Namespace) -> list[tuple[Constraints, int]]:
-    """(constraints, n) pairs from --requests or from the flags; errors name the field."""
+    """(constraints, n) pairs from --requests or from the flags, each within the documented
+    limits; errors name the flag (or the file and request) and the value."""
     if args.requests:
-        return _requests_file(Path(args.requests), args.n)
-    if not args.service:
+        requests = _requests_file(Path(args.requests), args.n)
+    elif not args.service:
         raise UsageError(
             "give --service (and optionally --num-edges, --depth, --latency) or --requests FILE"
         )
-    c = Constraints(args.service, args.num_edges, args.depth, args.latency)
-    return [(c, args.n)]
+    else:
+        try:
+            c = Constraints(args.service, args.num_edges, args.depth, args.latency)
+            check_request_size(c, args.n)
+        except ConstraintError as exc:
+            raise UsageError(f"{_flag(exc.field)}: {exc}") from None
+        requests = [(c, args.n)]
+    total = sum(n for _, n in requests)
+    if total > MAX_GRAPHS_PER_RUN:
+        raise UsageError(
+            f"{args.requests}: asks for {total} graphs in all; at most {MAX_GRAPHS_PER_RUN} per run"
+        )
+    return requests
+
+
+def _flag(field: str | None) -> str:
+    return "-n" if field == "n" else f"--{(field or 'service').replace('_', '-')}"
+
+
+def check_args(args: argparse.Namespace) -> tuple[list[tuple[Constraints, int]], Path]:
+    """Every flag, file and the output path, checked before torch is imported or a model loaded:
+    a bad value is refused in a second, not after minutes of loading or generating."""
+    if not (math.isfinite(args.temperature) and args.temperature >= 0):
+        raise UsageError(f"--temperature must be a finite number >= 0, got {args.temperature}")
+    if args.top_k < 0:
+        raise UsageError(f"--top-k must be >= 0 (0: no limit), got {args.top_k}")
+    if not 1 <= args.n <= MAX_GRAPHS_PER_RUN:
+        raise UsageError(f"-n must be from 1 to {MAX_GRAPHS_PER_RUN}, got {args.n}")
+    requests = load_requests(args)
+    if args.model is not None:
+        _check_dir("--model", args.model, "config.json", "a Hugging Face model directory")
+    if args.adapter is not None and args.adapter.lower() != "none":
+        _check_dir("--adapter", args.adapter, "adapter_config.json", "a LoRA adapter directory")
+    if args.semantic:
+        from .traces import trace_files
+
+        trace_files(args.semantic)
+    target = check_output_writable(output_path(args.out, args.format))
+    return requests, target
+
+
+def _check_dir(flag: str, value: str, marker: str, what: str) -> None:
+    if not (Path(value) / marker).is_file():
+        raise UsageError(f"{flag} {value}: not {what} (no {marker})")
 
 
 def _requests_file(path: Path, default_n: int) -> list[tuple[Constraints, int]]:
@@ -99,12 +159,12 @@ def _requests_file(path: Path, default_n: int) -> list[tuple[Constraints, int]]:
             raise UsageError(f"{path}: request {i} is not a mapping")
         item = dict(item)
         n = item.pop("n", default_n)
-        if not isinstance(n, int) or n < 1:
-            raise UsageError(f"{path}: request {i}: n must be a positive integer, got {n!r}")
         try:
-            out.append((Constraints.from_dict(item), n))
-        except ValueError as exc:
+            c = Constraints.from_dict(item)
+            check_request_size(c, n)
+        except ConstraintError as exc:
             raise UsageError(f"{path}: request {i}: {exc}") from None
+        out.append((c, n))
     return out
 
 
@@ -115,13 +175,12 @@ def output_path(out: str, fmt: str) -> Path:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
+    requests, target = check_args(args)  # before torch is imported
     from . import exports
     from .decoding.driver import default_adapter_dir, run_generation
     from .decoding.models import load_model
     from .io import graph_to_dict, write_jsonl
 
-    requests = load_requests(args)
-    target = output_path(args.out, args.format)
     reference = None
     if args.semantic:
         from .reference import Reference

@@ -134,6 +134,7 @@ def load_model(
     `tracegrammar_sdpa` (same results; no key/value copies on a CPU, see `attention`).
     """
     import torch
+    from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from .attention import use_grouped_sdpa
@@ -141,8 +142,13 @@ def load_model(
     base = Path(path) if path is not None else default_model_dir()
     if not (base / "config.json").is_file():
         raise ModelError(f"{base}: not a Hugging Face model directory (no config.json)")
-    tok = AutoTokenizer.from_pretrained(base, local_files_only=True)
-    model = AutoModelForCausalLM.from_pretrained(base, local_files_only=True, dtype=torch.float32)
+    try:
+        tok = AutoTokenizer.from_pretrained(base, local_files_only=True)
+        model = AutoModelForCausalLM.from_pretrained(
+            base, local_files_only=True, dtype=torch.float32
+        )
+    except (OSError, ValueError, RuntimeError, KeyError, SafetensorError) as exc:  # damaged files
+        raise ModelError(f"{base}: cannot load the model: {_first_line(exc)}") from None
     if adapter is not None:
         model = _with_adapter(model, base, Path(adapter))
         if merge:
@@ -157,6 +163,7 @@ def _with_adapter(model: Any, base: Path, adapter: Path) -> Any:
     import json
 
     from peft import PeftModel
+    from safetensors import SafetensorError
 
     if not (adapter / "adapter_config.json").is_file():
         raise ModelError(f"{adapter}: not a LoRA adapter directory (no adapter_config.json)")
@@ -170,11 +177,19 @@ def _with_adapter(model: Any, base: Path, adapter: Path) -> Any:
             f"(hidden, layers, vocab), this base {base} is {mine}"
         )
     try:
-        return PeftModel.from_pretrained(model, adapter)
-    except (RuntimeError, ValueError, KeyError) as exc:
-        raise ModelError(
-            f"{adapter}: does not fit base {base}: {str(exc).splitlines()[0]}"
-        ) from None
+        wrapped = PeftModel.from_pretrained(model, adapter)
+    except (OSError, RuntimeError, ValueError, KeyError, SafetensorError) as exc:
+        raise ModelError(f"{adapter}: does not fit base {base}: {_first_line(exc)}") from None
+    # a damaged file can decode to NaN/inf weights: refuse it now, not with NaN logits later
+    bad = [n for n, p in wrapped.named_parameters() if "lora_" in n and not p.isfinite().all()]
+    if bad:
+        raise ModelError(f"{adapter}: adapter weight {bad[0]} holds NaN or infinite values")
+    return wrapped
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
 def unwrap_peft(model: Any) -> Any:

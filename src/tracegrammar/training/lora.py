@@ -25,6 +25,7 @@ import math
 import os
 import platform
 import random
+import re
 import shutil
 import sys
 import tempfile
@@ -59,6 +60,8 @@ RNG_TENSORS = "rng.safetensors"
 RNG_JSON = "rng.json"
 LOSS_CSV = "loss.csv"
 LOSS_PNG = "loss.png"
+#: Devices torch can train on here (anything else fails deep inside torch, after loading).
+DEVICE_RE = re.compile(r"cpu|cuda(:[0-9]+)?|mps")
 #: Knobs that may change between a run and its resumption (they do not change what is learned).
 RESUMABLE_CHANGES = frozenset(
     {"eval_every", "eval_max_samples", "save_every", "keep_checkpoints", "device", "progress"}
@@ -160,8 +163,17 @@ def _problems(c: TrainConfig) -> Iterator[str]:
         yield f"batch_size {b} is not a multiple of micro_batch_size {m}"
     if c.max_steps is not None and c.max_steps < 1:
         yield f"max_steps must be at least 1, got {c.max_steps}"
-    if c.max_steps is None and c.epochs <= 0:
-        yield f"epochs must be positive, got {c.epochs}"
+    if c.max_steps is None and not (math.isfinite(c.epochs) and c.epochs > 0):
+        yield f"epochs must be a finite number > 0, got {c.epochs}"
+    for name in ("lr", "grad_clip"):
+        if not (math.isfinite(getattr(c, name)) and getattr(c, name) > 0):
+            yield f"{name} must be a finite number > 0, got {getattr(c, name)}"
+    if not (math.isfinite(c.weight_decay) and c.weight_decay >= 0):
+        yield f"weight_decay must be a finite number >= 0, got {c.weight_decay}"
+    if not 0.0 <= c.dropout < 1.0:
+        yield f"dropout must be in [0, 1), got {c.dropout}"
+    if c.device is not None and not DEVICE_RE.fullmatch(c.device):
+        yield f"device must be cpu, cuda, cuda:<n> or mps, got {c.device!r}"
     if not c.target_modules:
         yield "target_modules is empty"
     if not 0.0 <= c.warmup_ratio < 1.0:
@@ -485,6 +497,8 @@ def train(
     that many optimizer steps, leaving a checkpoint to resume from (time-boxed sessions, tests)."""
     log = log or _stderr
     out = Path(out)
+    if out.exists() and not out.is_dir():  # before loading data or the model
+        raise TrainError(f"--out {out}: exists and is not a directory")
     graphs = load_graphs(cfg.data)
     split = split_graphs(graphs, fraction=cfg.val_fraction, seed=cfg.split_seed)
     if not split.train:
