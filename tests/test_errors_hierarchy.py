@@ -112,3 +112,11 @@ def test_trace_format_error_from_the_command_line(tmp_path):
     )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.count("\n") == 1 and f"{bad}:1:" in proc.stderr
+
+
+@pytest.mark.parametrize("temperature", [float("inf"), float("nan"), -0.5])
+def test_library_generate_refuses_bad_temperature_before_the_model(temperature):
+    from tracegrammar.decoding.driver import generate
+
+    with pytest.raises(errors.InputError, match="temperature must be a finite number"):
+        generate(Constraints("S_1"), temperature=temperature, model=object())  # type: ignore[arg-type]

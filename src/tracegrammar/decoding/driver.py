@@ -11,6 +11,7 @@ so the output does not depend on how rows happen to be batched.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import random
 import time
@@ -261,8 +262,8 @@ def _requests(constraints: Constraints | Sequence[Constraints], n: int) -> list[
 def _check_options(fmt: str, temperature: float, top_k: int, n: int) -> None:
     if fmt not in FORMATS:
         raise InputError(f"fmt must be one of {FORMATS}, got {fmt!r}")
-    if not temperature >= 0:
-        raise InputError(f"temperature must be >= 0, got {temperature}")
+    if not (temperature >= 0 and math.isfinite(temperature)):
+        raise InputError(f"temperature must be a finite number >= 0, got {temperature}")
     if top_k < 0:
         raise InputError(f"top_k must be >= 0 (0: no limit), got {top_k}")
     if n < 1:
