@@ -1,13 +1,23 @@
 """`tracegrammar generate`: constraints as flags or as a JSON/YAML file of many requests, output
-in any export format, a progress bar and a closing summary."""
+in any export format, a progress bar and a closing summary.
+
+Every flag, file and the output path are checked before torch is imported. Graphs are generated
+in chunks of `CHUNK`; each chunk's graphs are written as it ends (JSON Lines to a temporary file
+renamed into place at the end), so Ctrl-C keeps the finished graphs, and when stderr is not a
+terminal each chunk prints one plain progress line."""
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
+import random
 import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +29,8 @@ from .constraints import (
     check_request_size,
 )
 from .errors import UsageError
-from .io import check_output_writable
+from .io import atomic_writer, check_output_writable, graph_to_dict
+from .types import CallGraph
 
 
 def register_generate(p: argparse.ArgumentParser) -> None:
@@ -176,10 +187,8 @@ def output_path(out: str, fmt: str) -> Path:
 
 def cmd_generate(args: argparse.Namespace) -> int:
     requests, target = check_args(args)  # before torch is imported
-    from . import exports
-    from .decoding.driver import default_adapter_dir, run_generation
+    from .decoding.driver import default_adapter_dir
     from .decoding.models import load_model
-    from .io import graph_to_dict, write_jsonl
 
     reference = None
     if args.semantic:
@@ -191,47 +200,134 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if isinstance(adapter, str) and adapter.lower() == "none":
         adapter = None
     lm = load_model(args.model, adapter)
-    start = time.perf_counter()
     constraints = [c for c, n in requests for _ in range(n)]
-    run = run_generation(
-        constraints,
+    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
+    tally = _Tally(len(constraints))
+    with _graph_sink(target, args.format) as sink:
+        try:
+            for k in range(0, len(constraints), CHUNK):
+                run = _generate_chunk(args, lm, reference, constraints[k : k + CHUNK], seed, k)
+                sink(run.generations)
+                tally.add(run)
+                if not sys.stderr.isatty():  # a log file gets a plain line per chunk
+                    print(f"generate: {tally.progress()}", file=sys.stderr, flush=True)
+        except KeyboardInterrupt:
+            if not tally.done:
+                raise  # nothing finished: the target is left as it was
+            tally.interrupted = True
+    print(tally.summary(target))
+    if tally.interrupted:
+        print(
+            f"tracegrammar: interrupted: kept the {tally.done} finished graphs of "
+            f"{tally.requested} in {target}",
+            file=sys.stderr,
+        )
+        return 130
+    return 0
+
+
+#: Graphs decoded together, and written, at a time: a chunk's graphs reach the output file as
+#: soon as the chunk ends, so Ctrl-C keeps them and a log shows progress.
+CHUNK = 32
+
+
+def _generate_chunk(
+    args: argparse.Namespace, lm: Any, reference: Any, chunk: list[Constraints], seed: int, k: int
+) -> Any:
+    from .decoding.driver import run_generation
+
+    return run_generation(
+        chunk,
         1,
         temperature=args.temperature,
         top_k=args.top_k,
-        seed=args.seed,
+        seed=chunk_seed(seed, k // CHUNK),
         model=lm,
         constrained=not args.unconstrained,
         fmt=args.fmt,
         reference=reference,
         progress=sys.stderr.isatty(),
     )
-    seconds = time.perf_counter() - start
-    valid = [g for g in run.generations if g.valid]
-    if args.format == "jsonl":
-        records = [
-            graph_to_dict(
-                g.graph,
-                valid=g.valid,
-                constraints=g.constraints.as_dict(),
-                violations=[str(v) for v in g.violations[:5]],
-            )
-            if g.graph is not None
-            else {
-                "service": g.constraints.service,
-                "edges": [],
-                "valid": False,
-                "text": g.text[:2000],
-            }
-            for g in run.generations
-        ]
-        write_jsonl(records, target)
-    else:
-        exports.write([g.graph for g in valid], target, args.format)
-    s = run.stats
-    print(
-        f"requested {len(run.generations)}, valid {len(valid)}, {seconds:.1f} s, "
-        f"{len(valid) / seconds if seconds else 0:.3f} valid graphs/s; "
-        f"{s.forward_passes} forward passes, {s.sampled_tokens} sampled + {s.forced_tokens} forced "
-        f"tokens ({100 * s.forced_share:.0f}% forced) -> {target}"
+
+
+def chunk_seed(seed: int, chunk: int) -> int:
+    """The first chunk uses the seed itself (a run of <= CHUNK graphs is what `generate` gives);
+    later chunks a seed derived from it, so equal requests in two chunks differ."""
+    if chunk == 0:
+        return seed
+    digest = hashlib.sha256(f"{seed}/chunk{chunk}".encode()).digest()
+    return int.from_bytes(digest[:4], "little") >> 1
+
+
+@contextmanager
+def _graph_sink(target: Path, fmt: str) -> Iterator[Callable[[list[Any]], None]]:
+    """A function taking each chunk's generations. JSON Lines are appended to a temporary file
+    beside `target` at once, renamed into place at the end (or after Ctrl-C, with what was
+    finished); the one-document formats collect the valid graphs and are written at the end."""
+    if fmt == "jsonl":
+        with atomic_writer(target) as fh:
+
+            def append(generations: list[Any]) -> None:
+                for g in generations:
+                    fh.write(json.dumps(_record(g), separators=(",", ":")) + "\n")
+                fh.flush()
+
+            yield append
+        return
+    from . import exports
+
+    graphs: list[CallGraph] = []
+    yield lambda generations: graphs.extend(g.graph for g in generations if g.valid)
+    exports.write(graphs, target, fmt)
+
+
+def _record(g: Any) -> dict[str, Any]:
+    if g.graph is None:
+        return {
+            "service": g.constraints.service,
+            "edges": [],
+            "valid": False,
+            "text": g.text[:2000],
+        }
+    return graph_to_dict(
+        g.graph,
+        valid=g.valid,
+        constraints=g.constraints.as_dict(),
+        violations=[str(v) for v in g.violations[:5]],
     )
-    return 0
+
+
+@dataclass
+class _Tally:
+    """Counts over the chunks, for the progress lines and the closing summary."""
+
+    requested: int
+    done: int = 0
+    valid: int = 0
+    passes: int = 0
+    sampled: int = 0
+    forced: int = 0
+    interrupted: bool = False
+    start: float = field(default_factory=time.perf_counter)
+
+    def add(self, run: Any) -> None:
+        self.done += len(run.generations)
+        self.valid += sum(g.valid for g in run.generations)
+        s = run.stats
+        self.passes += s.forward_passes
+        self.sampled += s.sampled_tokens
+        self.forced += s.forced_tokens
+
+    def progress(self) -> str:
+        seconds = time.perf_counter() - self.start
+        return f"{self.done}/{self.requested} graphs ({self.valid} valid), {seconds:.1f} s"
+
+    def summary(self, target: Path) -> str:
+        seconds = time.perf_counter() - self.start
+        share = self.forced / (self.forced + self.sampled) if self.forced + self.sampled else 0.0
+        return (
+            f"requested {self.requested}, valid {self.valid}, {seconds:.1f} s, "
+            f"{self.valid / seconds if seconds else 0:.3f} valid graphs/s; "
+            f"{self.passes} forward passes, {self.sampled} sampled + {self.forced} forced "
+            f"tokens ({100 * share:.0f}% forced) -> {target}"
+        )
