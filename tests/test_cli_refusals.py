@@ -114,3 +114,26 @@ def test_read_only_output_folder_is_refused_before_generating(tmp_path, capsys):
         assert "not writable" in capsys.readouterr().err
     finally:
         folder.chmod(0o700)
+
+
+def test_eval_checks_out_first_and_writes_metrics(tmp_path, capsys):
+    from tracegrammar.cli import main
+    from tracegrammar.io import write_jsonl
+    from tracegrammar.traces import load_traces
+
+    real = tmp_path / "real.csv"
+    real.write_text(
+        "traceid,timestamp,service,rpc_id,um,dm,rpctype,rt\n"
+        "T1,0,S_1,0,USER,MS_1,http,9\nT1,1,S_1,0.1,MS_1,MS_2,rpc,3\n"
+        "T2,0,S_1,0,USER,MS_1,http,7\nT2,2,S_1,0.1,MS_1,MS_3,db,2\n"
+    )
+    synthetic = tmp_path / "syn.jsonl"
+    write_jsonl(load_traces(real), synthetic)
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    args = ["eval", "--real", str(real), "--synthetic", str(synthetic)]
+    assert main([*args, "--out", str(fifo)]) == 2
+    assert str(fifo) in capsys.readouterr().err
+    assert main([*args, "--out", str(tmp_path / "ev")]) == 0
+    assert json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert os.listdir(tmp_path / "ev") == ["metrics.json"]

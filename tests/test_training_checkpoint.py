@@ -115,3 +115,16 @@ def test_clean_checkpoint_resumes(one_step_checkpoint, tmp_path):
     shutil.copytree(ref, out)
     result = train(cfg, out, log=lambda _: None)
     assert result.finished and result.resumed_from == 1 and result.steps == 3
+
+
+def test_no_pickle_is_loaded_anywhere():
+    """Static law over the sources: torch.load only with weights_only=True, no pickle loads."""
+    import re
+
+    src = Path(__file__).resolve().parents[1] / "src"
+    for path in src.rglob("*.py"):
+        text = path.read_text()
+        assert "weights_only=False" not in text, path
+        assert not re.search(r"pickle\.loads?\(|Unpickler\(|joblib\.load|np\.load\(", text), path
+        for call in re.findall(r"torch\.load\([^)]*\)", text):
+            assert "weights_only=True" in call, (path, call)

@@ -55,10 +55,13 @@ def register_eval(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    from .io import atomic_writer, check_output_writable
     from .metrics import evaluate, format_report, plot
 
     if args.plots and not args.out:
         raise UsageError("--plots needs --out DIR")
+    if args.out:  # before reading and scoring: a bad --out fails at once
+        check_output_writable(Path(args.out) / "metrics.json")
     real = _read_all(args.real)
     synthetic = list(read_graphs(args.synthetic))
     training = _read_all(args.training) if args.training else None
@@ -67,7 +70,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "metrics.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        with atomic_writer(out / "metrics.json") as fh:  # never a half-written file
+            fh.write(json.dumps(report, indent=2) + "\n")
         written = [out / "metrics.json"]
         if args.plots:
             written += plot(real, synthetic, out)
