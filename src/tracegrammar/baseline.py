@@ -112,7 +112,7 @@ class ProbabilisticBaseline:
     def load(cls, path: str | Path) -> ProbabilisticBaseline:
         try:
             data = json.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
+        except (OSError, ValueError, RecursionError) as exc:  # ValueError: JSON, UTF-8
             raise InputError(f"{path}: not a baseline model: {exc}") from None
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise InputError(f"{path}: not a baseline model (format {FORMAT!r} expected)")

@@ -148,7 +148,10 @@ def _check_dir(flag: str, value: str, marker: str, what: str) -> None:
 def _requests_file(path: Path, default_n: int) -> list[tuple[Constraints, int]]:
     if not path.is_file():
         raise UsageError(f"{path}: no such file")
-    text = path.read_text()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{path}: not UTF-8 text ({exc.reason})") from None
     try:
         if path.suffix in {".yaml", ".yml"}:
             import yaml

@@ -52,18 +52,35 @@ def graph_from_dict(data: dict[str, Any]) -> CallGraph:
 
 
 def read_jsonl(path: str | Path) -> Iterator[CallGraph]:
-    """Graphs from a JSON Lines file; a bad line raises ValueError naming the file and line."""
+    """Graphs from a JSON Lines file; a bad line (or bytes that are not UTF-8) raises
+    TraceFormatError naming the file and line."""
     p = Path(path)
     if not p.is_file():
         raise TraceFormatError(p, "no such file")
     with open(p, encoding="utf-8") as fh:
-        for n, line in enumerate(fh, start=1):
+        n = 0
+        while True:
+            try:
+                line = fh.readline()
+            except UnicodeDecodeError as exc:
+                # decoding runs ahead in blocks: the line is where reading stopped, not the byte
+                raise TraceFormatError(p, f"not UTF-8 text after line {n} ({exc.reason})") from None
+            if not line:
+                return
+            n += 1
             if not line.strip():
                 continue
             try:
-                yield graph_from_dict(json.loads(line))
-            except (json.JSONDecodeError, ValueError) as exc:
+                record = json.loads(line)
+            except (ValueError, RecursionError) as exc:  # RecursionError: absurdly nested JSON
+                raise TraceFormatError(f"{p}:{n}", f"not JSON ({str(exc)[:120]})") from None
+            if not isinstance(record, dict):
+                raise TraceFormatError(f"{p}:{n}", "not a call graph record (a JSON object)")
+            try:
+                graph = graph_from_dict(record)
+            except ValueError as exc:
                 raise TraceFormatError(f"{p}:{n}", str(exc)) from None
+            yield graph
 
 
 #: A temporary file or folder of ours: `.NAME.tg<pid>-<random>.tmp`. The pid says whether the

@@ -168,7 +168,12 @@ def _with_adapter(model: Any, base: Path, adapter: Path) -> Any:
     if not (adapter / "adapter_config.json").is_file():
         raise ModelError(f"{adapter}: not a LoRA adapter directory (no adapter_config.json)")
     meta_path = adapter / ADAPTER_META
-    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    try:
+        meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    except (OSError, ValueError) as exc:  # ValueError: not JSON, not UTF-8
+        raise ModelError(f"{meta_path}: unreadable adapter metadata ({_first_line(exc)})") from None
+    if not isinstance(meta, dict):
+        raise ModelError(f"{meta_path}: adapter metadata is not a JSON object")
     shape = meta.get("base_shape")
     mine = _shape(model)
     if shape is not None and tuple(shape) != mine:

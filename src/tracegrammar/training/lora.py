@@ -135,6 +135,8 @@ class TrainConfig:
             raise TrainError(f"{p}: no such config file")
         try:
             values = yaml.safe_load(p.read_text()) or {}
+        except UnicodeDecodeError as exc:
+            raise TrainError(f"{p}: not UTF-8 text ({exc.reason})") from None
         except yaml.YAMLError as exc:
             raise TrainError(f"{p}: not valid YAML: {' '.join(str(exc).split())[:200]}") from None
         if not isinstance(values, dict):
@@ -695,7 +697,7 @@ def _restore(run: _Run, path: Path) -> _State:
     set_peft_model_state_dict(run.model, load_file(path / "adapter_model.safetensors"))
     run.opt.load_state_dict(load_tensor_state(path / OPTIMIZER_FILE, run.device))
     run.sched.load_state_dict(load_tensor_state(path / SCHEDULER_FILE))
-    doc = json.loads((path / "state.json").read_text())
+    doc = _read_json(path / "state.json")
     load_rng_state(path)
     names = {f.name for f in fields(_State)}
     return _State(**{k: v for k, v in doc.items() if k in names})
@@ -772,12 +774,22 @@ def _previous_run(out: Path) -> dict[str, Any] | None:
         raise TrainError(f"{out}: exists and is not a directory")
     ckpts = checkpoint_dirs(out)
     if ckpts:
-        doc = json.loads((ckpts[-1] / "state.json").read_text())
-        return {**doc, "path": str(ckpts[-1])}
+        return {**_read_json(ckpts[-1] / "state.json"), "path": str(ckpts[-1])}
     meta = out / ADAPTER_META
     if meta.is_file():
-        return {"kind": "final", **json.loads(meta.read_text())}
+        return {"kind": "final", **_read_json(meta)}
     return None
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    """A JSON object of a previous run; damage is a TrainError naming the file."""
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:  # ValueError: not JSON, not UTF-8
+        raise TrainError(f"{path}: unreadable ({str(exc)[:120]}); use another --out") from None
+    if not isinstance(doc, dict):
+        raise TrainError(f"{path}: not a JSON object; use another --out")
+    return doc
 
 
 def _check_compatible(
