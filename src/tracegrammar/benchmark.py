@@ -64,9 +64,36 @@ def record_key(r: dict[str, Any]) -> tuple[int, int, float, str, str]:
 
 
 def read_records(path: Path) -> list[dict[str, Any]]:
+    """The records of earlier runs. A last line cut short by a kill is cut from the file (its cell
+    runs again, and the next record starts on a clean line); any other bad line is an InputError
+    naming the file and line."""
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    data = path.read_bytes()
+    tail = data[data.rfind(b"\n") + 1 :]
+    if tail and _record(tail) is None:
+        with open(path, "r+b") as fh:
+            fh.truncate(len(data) - len(tail))
+        data = data[: len(data) - len(tail)]
+    elif tail:  # complete but unterminated: terminate it so an append starts a new line
+        with open(path, "ab") as fh:
+            fh.write(b"\n")
+    out = []
+    for n, line in enumerate(data.splitlines(), start=1):
+        if line.strip():
+            record = _record(line)
+            if record is None:
+                raise UsageError(f"{path}:{n}: not a benchmark record (JSON object)")
+            out.append(record)
+    return out
+
+
+def _record(line: bytes) -> dict[str, Any] | None:
+    try:
+        value = json.loads(line)
+    except ValueError:  # not JSON, or not UTF-8
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def run_cell(
