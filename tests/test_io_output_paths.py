@@ -161,3 +161,17 @@ def test_killed_model_conversion_is_cleaned(tmp_path, monkeypatch):
     )
     assert models.default_model_dir(progress=False) == tmp_path / models.DEFAULT_NAME
     assert not stale.exists() and (tmp_path / f".{models.DEFAULT_NAME}.lock").exists()
+
+
+def test_full_disk_is_an_output_path_error_and_leaves_nothing(tmp_path):
+    import errno
+
+    target = tmp_path / "out.jsonl"
+    target.write_text("earlier\n")
+    with (
+        pytest.raises(OutputPathError, match=r"out\.jsonl: not written: no space left"),
+        atomic_writer(target) as fh,
+    ):
+        fh.write("partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+    assert target.read_text() == "earlier\n" and os.listdir(tmp_path) == ["out.jsonl"]
