@@ -90,3 +90,26 @@ def test_draw_command_errors_are_one_line(tmp_path, extra, message):
         _run([str(tmp_path / "g.jsonl"), *extra])
     assert "\n" not in str(info.value)
     assert not list(tmp_path.glob("x.*"))
+
+
+def test_oversized_graphs_are_refused_before_drawing(tmp_path):
+    from tracegrammar import CallGraph, Edge
+    from tracegrammar.errors import UsageError
+    from tracegrammar.exports.draw import MAX_DRAW_CALLS, MAX_DRAW_DEPTH, draw
+
+    wide = CallGraph(
+        "S_1",
+        (
+            Edge("0", "USER", "MS_1", "http", 0, 9),
+            *(Edge(f"0.{k}", "MS_1", "MS_2", "rpc", 1, 2) for k in range(1, MAX_DRAW_CALLS + 1)),
+        ),
+    )
+    ids = ["0" + ".1" * k for k in range(MAX_DRAW_DEPTH + 1)]
+    deep = CallGraph(
+        "S_1", tuple(Edge(r, "USER" if r == "0" else "MS_1", "MS_1", "rpc", 0, 9) for r in ids)
+    )
+    for graph, what in ((wide, "calls;"), (deep, "calls deep;")):
+        out = tmp_path / "g.png"
+        with pytest.raises(UsageError, match=f"g.png: the graph .* {what}"):
+            draw(graph, out)
+        assert not out.exists()

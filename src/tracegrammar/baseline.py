@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from .constraints import Constraints
+from .errors import InputError
 from .io import atomic_writer
 from .types import CALL_TYPES, ROOT_ID, USER, CallGraph, Edge
 
@@ -96,7 +97,7 @@ class ProbabilisticBaseline:
                 seen += 1
                 _count_graph(counts, g)
         if not seen:
-            raise ValueError("cannot fit the baseline on no call graphs")
+            raise InputError("cannot fit the baseline on no call graphs")
         tables = {
             name: {k: dict(sorted(c.items())) for k, c in sorted(rows.items())}
             for name, rows in counts.items()
@@ -111,14 +112,14 @@ class ProbabilisticBaseline:
     def load(cls, path: str | Path) -> ProbabilisticBaseline:
         try:
             data = json.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ValueError(f"{path}: not a baseline model: {exc}") from None
+        except (OSError, ValueError, RecursionError) as exc:  # ValueError: JSON, UTF-8
+            raise InputError(f"{path}: not a baseline model: {exc}") from None
         if not isinstance(data, dict) or data.get("format") != FORMAT:
-            raise ValueError(f"{path}: not a baseline model (format {FORMAT!r} expected)")
+            raise InputError(f"{path}: not a baseline model (format {FORMAT!r} expected)")
         tables = data.get("tables")
         missing = [t for t in TABLES if not isinstance(tables, dict) or t not in tables]
         if missing:
-            raise ValueError(f"{path}: baseline model lacks table {missing[0]!r}")
+            raise InputError(f"{path}: baseline model lacks table {missing[0]!r}")
         return cls(tables)
 
     # ------------------------------------------------------------------------------- sampling
@@ -126,7 +127,7 @@ class ProbabilisticBaseline:
     def sample(self, constraints: Constraints, n: int, seed: int) -> list[CallGraph]:
         """`n` graphs that each pass `check(graph, constraints)`."""
         if n < 0:
-            raise ValueError(f"n must be >= 0, got {n}")
+            raise InputError(f"n must be >= 0, got {n}")
         rng = np.random.default_rng(seed)
         return [self._one(constraints, rng) for _ in range(n)]
 

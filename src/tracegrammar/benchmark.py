@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .constraints import Constraints
+from .errors import UsageError
 from .io import atomic_writer
 from .metrics import Outcome, instruction_accuracy, semantic_validity, validity
 from .reference import Reference
@@ -63,9 +64,36 @@ def record_key(r: dict[str, Any]) -> tuple[int, int, float, str, str]:
 
 
 def read_records(path: Path) -> list[dict[str, Any]]:
+    """The records of earlier runs. A last line cut short by a kill is cut from the file (its cell
+    runs again, and the next record starts on a clean line); any other bad line is an InputError
+    naming the file and line."""
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    data = path.read_bytes()
+    tail = data[data.rfind(b"\n") + 1 :]
+    if tail and _record(tail) is None:
+        with open(path, "r+b") as fh:
+            fh.truncate(len(data) - len(tail))
+        data = data[: len(data) - len(tail)]
+    elif tail:  # complete but unterminated: terminate it so an append starts a new line
+        with open(path, "ab") as fh:
+            fh.write(b"\n")
+    out = []
+    for n, line in enumerate(data.splitlines(), start=1):
+        if line.strip():
+            record = _record(line)
+            if record is None:
+                raise UsageError(f"{path}:{n}: not a benchmark record (JSON object)")
+            out.append(record)
+    return out
+
+
+def _record(line: bytes) -> dict[str, Any] | None:
+    try:
+        value = json.loads(line)
+    except ValueError:  # not JSON, or not UTF-8
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def run_cell(
@@ -121,7 +149,7 @@ def plan(args: argparse.Namespace) -> list[tuple[Cell, float, str, str]]:
         missing = sorted(set(only) - set(cells))
         if missing:
             c = missing[0]
-            raise ValueError(f"--only: cell {c.num_edges}x{c.depth} is not in the grid")
+            raise UsageError(f"--only: cell {c.num_edges}x{c.depth} is not in the grid")
         cells = [c for c in cells if c in set(only)]
     if args.cells and args.cells < len(cells):
         cells = sorted(
@@ -220,7 +248,7 @@ def run_validity(args: argparse.Namespace) -> int:
     if args.summary_only:
         return rewrite_summary(Path(args.out))
     if args.workers < 1:
-        raise ValueError(f"--workers must be >= 1, got {args.workers}")
+        raise UsageError(f"--workers must be >= 1, got {args.workers}")
     planned = plan(args)  # bad options fail here, before anything is read or written
     sources = _prompt_sources(args.data)  # bad data fails here, before any model loads
     out = Path(args.out)
@@ -366,9 +394,9 @@ def rewrite_summary(out: Path) -> int:
     the machine and run that `summary.json` recorded when they were measured."""
     records_path, summary_path = out / "records.jsonl", out / "summary.json"
     if not records_path.is_file():
-        raise ValueError(f"--out {out}: no records.jsonl to summarize")
+        raise UsageError(f"--out {out}: no records.jsonl to summarize")
     if not summary_path.is_file():
-        raise ValueError(f"--out {out}: no summary.json with the machine the records ran on")
+        raise UsageError(f"--out {out}: no summary.json with the machine the records ran on")
     meta = json.loads(summary_path.read_text())["meta"]
     write_summary(out, read_records(records_path), meta)
     print(f"rewrote {out}/summary.md, summary.json, heat maps")

@@ -1,4 +1,10 @@
-"""`tracegrammar` command line. Every failure on bad input is one line on stderr and exit code 2."""
+"""`tracegrammar` command line.
+
+Every failure on bad input (an `InputError`: a bad flag, file, constraint or output path; an
+`OSError` on a named path) is one line on stderr naming the flag or file and the value, with exit
+code 2; flags are checked before torch is imported or a model loaded. Anything else is a bug and
+shows its traceback.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +14,11 @@ import sys
 from collections import Counter
 from collections.abc import Callable, Sequence
 
-from .traces import LoadReport, TraceFormatError, load_traces
+from .errors import InputError, UsageError, os_error_message
+from .traces import LoadReport, load_traces
 
-
-class CliError(Exception):
-    """An expected failure: printed as one line, no traceback."""
+#: The CLI's own refusals (kept under this name for callers of earlier versions).
+CliError = UsageError
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -21,18 +27,50 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not hasattr(args, "func"):
         parser.print_help()
         return 2
+    return run_command(args.func, args)
+
+
+def run_command(
+    func: Callable[[argparse.Namespace], int | None],
+    args: argparse.Namespace,
+    interrupted: str = "interrupted",
+) -> int:
+    """Run one command: user errors become one line and exit 2, Ctrl-C exit 130; bugs (any
+    other exception) keep their traceback."""
     try:
-        return int(args.func(args) or 0)
-    except (CliError, TraceFormatError, ValueError, FileNotFoundError) as exc:
-        print(f"tracegrammar: error: {exc}", file=sys.stderr)
-        return 2
+        return int(func(args) or 0)
+    except InputError as exc:
+        return _fail(str(exc))
+    except OSError as exc:
+        if exc.filename is None:  # not about a path the user named: a bug or the machine
+            raise
+        return _fail(f"{exc.filename}: {os_error_message(exc)}")
     except KeyboardInterrupt:
-        print("tracegrammar: interrupted", file=sys.stderr)
+        print(f"tracegrammar: {interrupted}", file=sys.stderr)
         return 130
 
 
+def _fail(message: str) -> int:
+    print(f"tracegrammar: error: {' '.join(message.split())}", file=sys.stderr)
+    return 2
+
+
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("tracegrammar")
+    except PackageNotFoundError:  # run from a source tree without installing
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="tracegrammar", description=__doc__)
+    p = argparse.ArgumentParser(
+        prog="tracegrammar",
+        description="Synthetic microservice call graphs from a grammar-constrained LLM.",
+    )
+    p.add_argument("--version", action="version", version=f"tracegrammar {version()}")
     sub = p.add_subparsers(metavar="COMMAND")
 
     data = sub.add_parser("data", help="inspect real traces").add_subparsers(metavar="ACTION")

@@ -9,10 +9,25 @@ import re
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from .errors import ConstraintError
+
 SERVICE_RE = re.compile(r"S_(0|[1-9][0-9]*)")
 #: A microservice name: Alibaba v2022 `MS_<n>` (at most five digits) or a v2021 64-hex hash.
 #: The same pattern as the grammar's MS terminal (grammars/common.lark; a test keeps them equal).
 MS_RE = re.compile(r"MS_(0|[1-9][0-9]{0,4})|[0-9a-f]{64}")
+_S_PADDED = re.compile(r"^S_0+(?=[0-9])")
+_MS_PADDED = re.compile(r"^MS_0+(?=[0-9])")
+
+
+def normalise_service(value: str) -> str:
+    """`S_036816397` (as the TraceLLM data writes ids) -> `S_36816397`: the one canonical form,
+    used by the trace loader and by `Constraints`, so the same service is one id everywhere."""
+    return _S_PADDED.sub("S_", value.strip())
+
+
+def normalise_name(value: str) -> str:
+    """`MS_007` -> `MS_7` (the loader's reading of zero-padded microservice names)."""
+    return _MS_PADDED.sub("MS_", value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +44,8 @@ class Constraints:
     latency: int | None = None
 
     def __post_init__(self) -> None:
+        if isinstance(self.service, str):  # accept ids as the data writes them, keep one form
+            object.__setattr__(self, "service", normalise_service(self.service))
         validate(self)
 
     @classmethod
@@ -36,11 +53,12 @@ class Constraints:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(
-                f"unknown constraint field {unknown[0]!r} (known: {', '.join(sorted(known))})"
+            raise ConstraintError(
+                f"unknown constraint field {unknown[0]!r} (known: {', '.join(sorted(known))})",
+                unknown[0],
             )
         if "service" not in data:
-            raise ValueError("constraint field 'service' is required")
+            raise ConstraintError("constraint field 'service' is required", "service")
         return cls(**data)
 
     def as_dict(self) -> dict[str, Any]:
@@ -48,23 +66,47 @@ class Constraints:
 
 
 def validate(c: Constraints) -> None:
-    """Raise ValueError naming the first field whose value no valid call graph can have."""
+    """Raise ConstraintError (a ValueError) naming the first field whose value no valid call
+    graph can have (`.field` holds its name)."""
     if not isinstance(c.service, str) or not SERVICE_RE.fullmatch(c.service):
-        raise ValueError(f"service must look like S_<digits> (no leading zeros), got {c.service!r}")
+        raise ConstraintError(f"service must look like S_<digits>, got {c.service!r}", "service")
     for name in ("num_edges", "depth", "latency"):
         value = getattr(c, name)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
-            raise ValueError(f"{name} must be an integer, got {value!r}")
+            raise ConstraintError(f"{name} must be an integer, got {value!r}", name)
     if c.num_edges is not None and c.num_edges < 1:
-        raise ValueError(f"num_edges must be >= 1, got {c.num_edges}")
+        raise ConstraintError(f"num_edges must be >= 1, got {c.num_edges}", "num_edges")
     if c.depth is not None and c.depth < 1:
-        raise ValueError(f"depth must be >= 1, got {c.depth}")
+        raise ConstraintError(f"depth must be >= 1, got {c.depth}", "depth")
     if c.latency is not None and c.latency < 0:
-        raise ValueError(f"latency must be >= 0 ms, got {c.latency}")
+        raise ConstraintError(f"latency must be >= 0 ms, got {c.latency}", "latency")
     if c.num_edges is not None and c.depth is not None:
         if c.depth > c.num_edges:
-            raise ValueError(
-                f"depth={c.depth} needs at least {c.depth} edges, but num_edges={c.num_edges}"
+            raise ConstraintError(
+                f"depth={c.depth} needs at least {c.depth} edges, but num_edges={c.num_edges}",
+                "depth",
             )
         if c.depth == 1 and c.num_edges > 1:
-            raise ValueError(f"depth=1 allows only the root call, but num_edges={c.num_edges}")
+            raise ConstraintError(
+                f"depth=1 allows only the root call, but num_edges={c.num_edges}", "depth"
+            )
+
+
+#: Limits that protect the machine. The papers' grid stops at 30 calls and real graphs of the
+#: samples at ~100; one request of 10^11 graphs would exhaust memory before the first was written.
+MAX_NUM_EDGES = 200
+MAX_GRAPHS_PER_RUN = 100_000
+
+
+def check_request_size(c: Constraints, n: int) -> None:
+    """Refuse a generation request beyond the documented limits (ConstraintError naming the
+    field and the value); `Constraints` alone has no upper bounds, as real graphs can be big."""
+    if c.num_edges is not None and c.num_edges > MAX_NUM_EDGES:
+        raise ConstraintError(
+            f"num_edges must be at most {MAX_NUM_EDGES} per generated graph, got {c.num_edges}",
+            "num_edges",
+        )
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_GRAPHS_PER_RUN:
+        raise ConstraintError(
+            f"n must be an integer from 1 to {MAX_GRAPHS_PER_RUN}, got {n!r}", "n"
+        )

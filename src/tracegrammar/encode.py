@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from lark import Token, Transformer, v_args
 from lark.exceptions import LarkError
 
+from .errors import InputError
 from .grammar import parser
 from .types import (
     CONDITION_FIELDS,
@@ -33,7 +34,7 @@ INT_CONDITIONS = frozenset(CONDITION_FIELDS) - {"service", "start_node", "caller
 GRAPH_ATTRIBUTES = ("service", "num_edges", "depth", "latency")
 
 
-class ParseError(ValueError):
+class ParseError(InputError):
     """Text that the grammar does not accept; the message says where."""
 
 
@@ -119,7 +120,7 @@ def render_tabular(graph: CallGraph) -> str:
 
 def _check_layer_format(fmt: str) -> None:
     if fmt not in LAYER_FORMATS:
-        raise ValueError(f"layer format must be one of {LAYER_FORMATS}, got {fmt!r}")
+        raise InputError(f"layer format must be one of {LAYER_FORMATS}, got {fmt!r}")
 
 
 # ------------------------------------------------------------------------------------------------

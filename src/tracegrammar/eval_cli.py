@@ -1,5 +1,5 @@
 """The `eval` and `baseline` commands: argument wiring only, the work is in `metrics` and
-`baseline`. Registered from `cli.py`; every expected failure raises ValueError with a one-line
+`baseline`. Registered from `cli.py`; every expected failure raises an InputError with a one-line
 message (the CLI prints it and exits 2)."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from .errors import UsageError
 from .types import CallGraph
 
 
@@ -54,10 +55,13 @@ def register_eval(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    from .io import atomic_writer, check_output_writable
     from .metrics import evaluate, format_report, plot
 
     if args.plots and not args.out:
-        raise ValueError("--plots needs --out DIR")
+        raise UsageError("--plots needs --out DIR")
+    if args.out:  # before reading and scoring: a bad --out fails at once
+        check_output_writable(Path(args.out) / "metrics.json")
     real = _read_all(args.real)
     synthetic = list(read_graphs(args.synthetic))
     training = _read_all(args.training) if args.training else None
@@ -66,7 +70,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "metrics.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        with atomic_writer(out / "metrics.json") as fh:  # never a half-written file
+            fh.write(json.dumps(report, indent=2) + "\n")
         written = [out / "metrics.json"]
         if args.plots:
             written += plot(real, synthetic, out)
@@ -97,12 +102,18 @@ def register_baseline(p: argparse.ArgumentParser) -> None:
 
 def cmd_baseline(args: argparse.Namespace) -> int:
     from .baseline import ProbabilisticBaseline
-    from .constraints import Constraints
-    from .io import graph_to_dict, write_jsonl
+    from .constraints import ConstraintError, Constraints, check_request_size
+    from .generate_cli import _flag
+    from .io import check_output_writable, graph_to_dict, write_jsonl
 
-    constraints = Constraints(args.service, args.num_edges, args.depth, args.latency)
-    if args.n < 1:
-        raise ValueError(f"-n must be >= 1, got {args.n}")
+    try:
+        constraints = Constraints(args.service, args.num_edges, args.depth, args.latency)
+        check_request_size(constraints, args.n)
+    except ConstraintError as exc:
+        raise UsageError(f"{_flag(exc.field)}: {exc}") from None
+    check_output_writable(args.out)  # before fitting: a bad --out fails at once
+    if args.save_model:
+        check_output_writable(args.save_model)
     model = ProbabilisticBaseline.fit(_read_all(args.data))
     if args.save_model:
         model.save(args.save_model)

@@ -1,23 +1,43 @@
 """`tracegrammar generate`: constraints as flags or as a JSON/YAML file of many requests, output
-in any export format, a progress bar and a closing summary."""
+in any export format, a progress bar and a closing summary.
+
+Every flag, file and the output path are checked before torch is imported. Graphs are generated
+in chunks of `CHUNK`; each chunk's graphs are written as it ends (JSON Lines to a temporary file
+renamed into place at the end), so Ctrl-C keeps the finished graphs, and when stderr is not a
+terminal each chunk prints one plain progress line."""
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import math
+import random
 import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .constraints import Constraints
+from .constraints import (
+    MAX_GRAPHS_PER_RUN,
+    MAX_NUM_EDGES,
+    ConstraintError,
+    Constraints,
+    check_request_size,
+)
+from .errors import UsageError
+from .io import atomic_writer, check_output_writable, graph_to_dict
+from .types import CallGraph
 
 
 def register_generate(p: argparse.ArgumentParser) -> None:
     from .exports import FORMATS
 
     p.add_argument("--service", help="service id, e.g. S_32048416")
-    p.add_argument("--num-edges", type=int, help="exact number of calls")
+    p.add_argument("--num-edges", type=int, help=f"exact number of calls (1 to {MAX_NUM_EDGES})")
     p.add_argument("--depth", type=int, help="exact depth (1: only the root call)")
     p.add_argument("--latency", type=int, help="upper bound on the root call's finish (ms)")
     p.add_argument(
@@ -25,10 +45,19 @@ def register_generate(p: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="JSON or YAML list of requests ({service, num_edges?, depth?, latency?, n?})",
     )
-    p.add_argument("-n", type=int, default=1, help="graphs per request (default 1)")
+    p.add_argument(
+        "-n",
+        type=int,
+        default=1,
+        help=f"graphs per request (default 1; at most {MAX_GRAPHS_PER_RUN} in all)",
+    )
     p.add_argument("--seed", type=int, help="random seed (same seed, same output)")
-    p.add_argument("--temperature", type=float, default=0.8)
-    p.add_argument("--top-k", type=int, default=50)
+    p.add_argument(
+        "--temperature", type=float, default=0.8, help="sampling temperature, 0: greedy (0.8)"
+    )
+    p.add_argument(
+        "--top-k", type=int, default=50, help="sample among the k likeliest, 0: all (50)"
+    )
     p.add_argument(
         "--fmt",
         default="layer",
@@ -69,21 +98,67 @@ def register_generate(p: argparse.ArgumentParser) -> None:
 
 
 def load_requests(args: argparse.Namespace) -> list[tuple[Constraints, int]]:
-    """(constraints, n) pairs from --requests or from the flags; errors name the field."""
+    """(constraints, n) pairs from --requests or from the flags, each within the documented
+    limits; errors name the flag (or the file and request) and the value."""
     if args.requests:
-        return _requests_file(Path(args.requests), args.n)
-    if not args.service:
-        raise ValueError(
+        requests = _requests_file(Path(args.requests), args.n)
+    elif not args.service:
+        raise UsageError(
             "give --service (and optionally --num-edges, --depth, --latency) or --requests FILE"
         )
-    c = Constraints(args.service, args.num_edges, args.depth, args.latency)
-    return [(c, args.n)]
+    else:
+        try:
+            c = Constraints(args.service, args.num_edges, args.depth, args.latency)
+            check_request_size(c, args.n)
+        except ConstraintError as exc:
+            raise UsageError(f"{_flag(exc.field)}: {exc}") from None
+        requests = [(c, args.n)]
+    total = sum(n for _, n in requests)
+    if total > MAX_GRAPHS_PER_RUN:
+        raise UsageError(
+            f"{args.requests}: asks for {total} graphs in all; at most {MAX_GRAPHS_PER_RUN} per run"
+        )
+    return requests
+
+
+def _flag(field: str | None) -> str:
+    return "-n" if field == "n" else f"--{(field or 'service').replace('_', '-')}"
+
+
+def check_args(args: argparse.Namespace) -> tuple[list[tuple[Constraints, int]], Path]:
+    """Every flag, file and the output path, checked before torch is imported or a model loaded:
+    a bad value is refused in a second, not after minutes of loading or generating."""
+    if not (math.isfinite(args.temperature) and args.temperature >= 0):
+        raise UsageError(f"--temperature must be a finite number >= 0, got {args.temperature}")
+    if args.top_k < 0:
+        raise UsageError(f"--top-k must be >= 0 (0: no limit), got {args.top_k}")
+    if not 1 <= args.n <= MAX_GRAPHS_PER_RUN:
+        raise UsageError(f"-n must be from 1 to {MAX_GRAPHS_PER_RUN}, got {args.n}")
+    requests = load_requests(args)
+    if args.model is not None:
+        _check_dir("--model", args.model, "config.json", "a Hugging Face model directory")
+    if args.adapter is not None and args.adapter.lower() != "none":
+        _check_dir("--adapter", args.adapter, "adapter_config.json", "a LoRA adapter directory")
+    if args.semantic:
+        from .traces import trace_files
+
+        trace_files(args.semantic)
+    target = check_output_writable(output_path(args.out, args.format))
+    return requests, target
+
+
+def _check_dir(flag: str, value: str, marker: str, what: str) -> None:
+    if not (Path(value) / marker).is_file():
+        raise UsageError(f"{flag} {value}: not {what} (no {marker})")
 
 
 def _requests_file(path: Path, default_n: int) -> list[tuple[Constraints, int]]:
     if not path.is_file():
-        raise ValueError(f"{path}: no such file")
-    text = path.read_text()
+        raise UsageError(f"{path}: no such file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{path}: not UTF-8 text ({exc.reason})") from None
     try:
         if path.suffix in {".yaml", ".yml"}:
             import yaml
@@ -92,25 +167,25 @@ def _requests_file(path: Path, default_n: int) -> list[tuple[Constraints, int]]:
         else:
             data = json.loads(text)
     except Exception as exc:
-        raise ValueError(
+        raise UsageError(
             f"{path}: not valid {path.suffix[1:] or 'JSON'}: {str(exc).splitlines()[0]}"
         ) from None
     if isinstance(data, dict):
         data = [data]
     if not isinstance(data, list) or not data:
-        raise ValueError(f"{path}: expected a non-empty list of requests")
+        raise UsageError(f"{path}: expected a non-empty list of requests")
     out = []
     for i, item in enumerate(data):
         if not isinstance(item, dict):
-            raise ValueError(f"{path}: request {i} is not a mapping")
+            raise UsageError(f"{path}: request {i} is not a mapping")
         item = dict(item)
         n = item.pop("n", default_n)
-        if not isinstance(n, int) or n < 1:
-            raise ValueError(f"{path}: request {i}: n must be a positive integer, got {n!r}")
         try:
-            out.append((Constraints.from_dict(item), n))
-        except ValueError as exc:
-            raise ValueError(f"{path}: request {i}: {exc}") from None
+            c = Constraints.from_dict(item)
+            check_request_size(c, n)
+        except ConstraintError as exc:
+            raise UsageError(f"{path}: request {i}: {exc}") from None
+        out.append((c, n))
     return out
 
 
@@ -121,13 +196,10 @@ def output_path(out: str, fmt: str) -> Path:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from . import exports
-    from .decoding.driver import default_adapter_dir, run_generation
+    requests, target = check_args(args)  # before torch is imported
+    from .decoding.driver import default_adapter_dir
     from .decoding.models import load_model
-    from .io import graph_to_dict, write_jsonl
 
-    requests = load_requests(args)
-    target = output_path(args.out, args.format)
     reference = None
     if args.semantic:
         from .reference import Reference
@@ -138,14 +210,48 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if isinstance(adapter, str) and adapter.lower() == "none":
         adapter = None
     lm = load_model(args.model, adapter)
-    start = time.perf_counter()
     constraints = [c for c, n in requests for _ in range(n)]
-    run = run_generation(
-        constraints,
+    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
+    tally = _Tally(len(constraints))
+    with _graph_sink(target, args.format) as sink:
+        try:
+            for k in range(0, len(constraints), CHUNK):
+                run = _generate_chunk(args, lm, reference, constraints[k : k + CHUNK], seed, k)
+                sink(run.generations)
+                tally.add(run)
+                if not sys.stderr.isatty():  # a log file gets a plain line per chunk
+                    print(f"generate: {tally.progress()}", file=sys.stderr, flush=True)
+        except KeyboardInterrupt:
+            if not tally.done:
+                raise  # nothing finished: the target is left as it was
+            tally.interrupted = True
+    print(tally.summary(target))
+    if tally.interrupted:
+        print(
+            f"tracegrammar: interrupted: kept the {tally.done} finished graphs of "
+            f"{tally.requested} in {target}",
+            file=sys.stderr,
+        )
+        return 130
+    return 0
+
+
+#: Graphs decoded together, and written, at a time: a chunk's graphs reach the output file as
+#: soon as the chunk ends, so Ctrl-C keeps them and a log shows progress.
+CHUNK = 32
+
+
+def _generate_chunk(
+    args: argparse.Namespace, lm: Any, reference: Any, chunk: list[Constraints], seed: int, k: int
+) -> Any:
+    from .decoding.driver import run_generation
+
+    return run_generation(
+        chunk,
         1,
         temperature=args.temperature,
         top_k=args.top_k,
-        seed=args.seed,
+        seed=chunk_seed(seed, k // CHUNK),
         model=lm,
         constrained=not args.unconstrained,
         fmt=args.fmt,
@@ -153,33 +259,86 @@ def cmd_generate(args: argparse.Namespace) -> int:
         novel_calls=args.novel_calls,
         progress=sys.stderr.isatty(),
     )
-    seconds = time.perf_counter() - start
-    valid = [g for g in run.generations if g.valid]
-    if args.format == "jsonl":
-        records = [
-            graph_to_dict(
-                g.graph,
-                valid=g.valid,
-                constraints=g.constraints.as_dict(),
-                violations=[str(v) for v in g.violations[:5]],
-            )
-            if g.graph is not None
-            else {
-                "service": g.constraints.service,
-                "edges": [],
-                "valid": False,
-                "text": g.text[:2000],
-            }
-            for g in run.generations
-        ]
-        write_jsonl(records, target)
-    else:
-        exports.write([g.graph for g in valid], target, args.format)
-    s = run.stats
-    print(
-        f"requested {len(run.generations)}, valid {len(valid)}, {seconds:.1f} s, "
-        f"{len(valid) / seconds if seconds else 0:.3f} valid graphs/s; "
-        f"{s.forward_passes} forward passes, {s.sampled_tokens} sampled + {s.forced_tokens} forced "
-        f"tokens ({100 * s.forced_share:.0f}% forced) -> {target}"
+
+
+def chunk_seed(seed: int, chunk: int) -> int:
+    """The first chunk uses the seed itself (a run of <= CHUNK graphs is what `generate` gives);
+    later chunks a seed derived from it, so equal requests in two chunks differ."""
+    if chunk == 0:
+        return seed
+    digest = hashlib.sha256(f"{seed}/chunk{chunk}".encode()).digest()
+    return int.from_bytes(digest[:4], "little") >> 1
+
+
+@contextmanager
+def _graph_sink(target: Path, fmt: str) -> Iterator[Callable[[list[Any]], None]]:
+    """A function taking each chunk's generations. JSON Lines are appended to a temporary file
+    beside `target` at once, renamed into place at the end (or after Ctrl-C, with what was
+    finished); the one-document formats collect the valid graphs and are written at the end."""
+    if fmt == "jsonl":
+        with atomic_writer(target) as fh:
+
+            def append(generations: list[Any]) -> None:
+                for g in generations:
+                    fh.write(json.dumps(_record(g), separators=(",", ":")) + "\n")
+                fh.flush()
+
+            yield append
+        return
+    from . import exports
+
+    graphs: list[CallGraph] = []
+    yield lambda generations: graphs.extend(g.graph for g in generations if g.valid)
+    exports.write(graphs, target, fmt)
+
+
+def _record(g: Any) -> dict[str, Any]:
+    if g.graph is None:
+        return {
+            "service": g.constraints.service,
+            "edges": [],
+            "valid": False,
+            "text": g.text[:2000],
+        }
+    return graph_to_dict(
+        g.graph,
+        valid=g.valid,
+        constraints=g.constraints.as_dict(),
+        violations=[str(v) for v in g.violations[:5]],
     )
-    return 0
+
+
+@dataclass
+class _Tally:
+    """Counts over the chunks, for the progress lines and the closing summary."""
+
+    requested: int
+    done: int = 0
+    valid: int = 0
+    passes: int = 0
+    sampled: int = 0
+    forced: int = 0
+    interrupted: bool = False
+    start: float = field(default_factory=time.perf_counter)
+
+    def add(self, run: Any) -> None:
+        self.done += len(run.generations)
+        self.valid += sum(g.valid for g in run.generations)
+        s = run.stats
+        self.passes += s.forward_passes
+        self.sampled += s.sampled_tokens
+        self.forced += s.forced_tokens
+
+    def progress(self) -> str:
+        seconds = time.perf_counter() - self.start
+        return f"{self.done}/{self.requested} graphs ({self.valid} valid), {seconds:.1f} s"
+
+    def summary(self, target: Path) -> str:
+        seconds = time.perf_counter() - self.start
+        share = self.forced / (self.forced + self.sampled) if self.forced + self.sampled else 0.0
+        return (
+            f"requested {self.requested}, valid {self.valid}, {seconds:.1f} s, "
+            f"{self.valid / seconds if seconds else 0:.3f} valid graphs/s; "
+            f"{self.passes} forward passes, {self.sampled} sampled + {self.forced} forced "
+            f"tokens ({100 * share:.0f}% forced) -> {target}"
+        )

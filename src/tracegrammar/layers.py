@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
+from .errors import InputError
 from .types import (
     NONE,
     ROOT_ID,
@@ -45,7 +46,7 @@ def decompose(graph: CallGraph) -> list[Layer]:
     """The layers of a valid call graph, depth-first. Raises ValueError on a graph that is not a
     tree rooted at `0` (run the oracle first)."""
     if ROOT_ID not in graph.by_id:
-        raise ValueError(f"graph of {graph.service} has no root call {ROOT_ID!r}")
+        raise InputError(f"graph of {graph.service} has no root call {ROOT_ID!r}")
     root = graph.by_id[ROOT_ID]
     sizes, heights = _subtree_stats(graph)
     cond = root_conditions(graph.service, graph.num_edges, graph.depth, root.finish, root.start)
@@ -130,17 +131,17 @@ class GraphBuilder:
 def reassemble(layers: Sequence[Layer]) -> CallGraph:
     """Inverse of `decompose`: rebuild the call graph from its layers (depth-first order)."""
     if not layers:
-        raise ValueError("no layers to reassemble")
+        raise InputError("no layers to reassemble")
     builder = GraphBuilder(layers[0].conditions.service)
     pending: list[str | None] = [None]  # the call each coming layer expands, next one last
     for pos, layer in enumerate(layers):
         if not pending:
-            raise ValueError(f"{len(layers) - pos} layers left over after the tree was complete")
+            raise InputError(f"{len(layers) - pos} layers left over after the tree was complete")
         ids = builder.add_calls(pending.pop(), layer.conditions.start_node, layer.edges)
         for block in reversed(layer.subgraphs):
             if block.edge not in ids:
-                raise ValueError(f"subgraph block refers to edge {block.edge}, not in its layer")
+                raise InputError(f"subgraph block refers to edge {block.edge}, not in its layer")
             pending.append(ids[block.edge])
     if pending:
-        raise ValueError("a subgraph block has no layer to expand it")
+        raise InputError("a subgraph block has no layer to expand it")
     return builder.graph()

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from .constraints import Constraints
+from .errors import InputError
 from .oracle import check
 from .reference import Call, Reference
 from .types import USER, CallGraph
@@ -59,7 +60,7 @@ OutcomeLike = Outcome | tuple[CallGraph | None, Constraints | None]
 def _outcomes(results: Iterable[OutcomeLike]) -> list[Outcome]:
     out = [r if isinstance(r, Outcome) else Outcome(*r) for r in results]
     if not out:
-        raise ValueError("no generation results to score")
+        raise InputError("no generation results to score")
     return out
 
 
@@ -213,7 +214,7 @@ def call_distribution_divergence(
     r, s = _as_features(real), _as_features(synthetic)
     support = top_k(r.calls, top)
     if not support:
-        raise ValueError("real graphs have no calls")
+        raise InputError("real graphs have no calls")
     p = smoothed(np.array([r.calls[c] for c in support], dtype=float), eps)
     q_counts = np.array([s.calls.get(c, 0) for c in support], dtype=float)
     q = smoothed(q_counts, eps)
@@ -236,7 +237,7 @@ def wasserstein1(u: Sequence[float] | np.ndarray, v: Sequence[float] | np.ndarra
     a = np.sort(np.asarray(u, dtype=float))
     b = np.sort(np.asarray(v, dtype=float))
     if a.size == 0 or b.size == 0:
-        raise ValueError("Wasserstein distance needs two non-empty samples")
+        raise InputError("Wasserstein distance needs two non-empty samples")
     points = np.sort(np.concatenate([a, b]))
     gaps = np.diff(points)
     fa = np.searchsorted(a, points[:-1], side="right") / a.size
@@ -252,7 +253,7 @@ def normalized_emd(
     by the whole real range. A real sample with zero range is not scaled (divisor 1)."""
     r = np.asarray(real, dtype=float)
     if r.size == 0:
-        raise ValueError("normalized EMD needs a non-empty real sample")
+        raise InputError("normalized EMD needs a non-empty real sample")
     span = float(r.max() - r.min())
     scale = span if span > 0 else 1.0
     lo = float(r.min())
@@ -289,7 +290,7 @@ def heavy_hitter_overlap(
     """
     r, s = _as_features(real), _as_features(synthetic)
     if not r.destinations:
-        raise ValueError("real graphs have no calls")
+        raise InputError("real graphs have no calls")
     out: dict[int, float] = {}
     for k in ks:
         mine = set(top_k(r.destinations, k))
@@ -341,7 +342,7 @@ def memorized(
 def memorization(generated: Iterable[CallGraph], training: Iterable[CallGraph]) -> Memorization:
     flags = memorized(generated, training)
     if not flags:
-        raise ValueError("no generated graphs to compare")
+        raise InputError("no generated graphs to compare")
     return Memorization(
         exact=sum(e for e, _ in flags) / len(flags),
         structure=sum(s for _, s in flags) / len(flags),
@@ -374,7 +375,7 @@ def evaluate(
     train_g = list(training) if training is not None else None
     r, s = features(real_g), features(syn_g)
     if not r.calls:
-        raise ValueError("real data has no call graphs")
+        raise InputError("real data has no call graphs")
     reference = Reference.from_graphs(train_g if train_g is not None else real_g)
     report: dict[str, Any] = {
         "graphs": {"real": r.graphs, "synthetic": s.graphs, "training": _len(train_g)},

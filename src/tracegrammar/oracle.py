@@ -3,11 +3,14 @@
 `check(graph)` checks a whole call graph (a `CallGraph`, or tabular / layers text);
 `check_layer(layer)` checks one layer against its conditions, replaying the numeric rules of
 `tracegrammar.rules` (the same ones the decoder enforces). Both return a list of `Violation`s,
-empty when valid, and never raise on bad input.
+empty when valid, and never raise on bad input: wrong types (a float, NaN or boolean time, a
+name that is not a string, something that is not a CallGraph) and oversized ids are violations
+too (E_FIELD_TYPE, E_TIME_TYPE, E_TOO_LONG), reported before any other rule reads the values.
 """
 
 from __future__ import annotations
 
+import numbers
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -26,14 +29,24 @@ from .rules import (
     copied_value,
     edge_rules,
 )
-from .types import CALL_TYPES, ROOT_ID, USER, CallGraph, Layer, LayerConditions
+from .types import CALL_TYPES, ROOT_ID, USER, CallGraph, Edge, Layer, LayerConditions
 
 RPC_ID_RE = re.compile(r"0(\.[1-9][0-9]*)*")
+#: Longest rpc-id component (digits) and longest name or service id the oracle reads; beyond them
+#: a value is reported, not parsed (Python refuses int() of over 4,300 digits).
+MAX_ID_PART_DIGITS = 9
+MAX_NAME_CHARS = 128
 
 #: Every error code the oracle can report, with the rule in words.
 CODES: dict[str, str] = {
     # whole graph
     "E_SYNTAX": "the text is not in the grammar",
+    "E_FIELD_TYPE": "a graph is a CallGraph of Edges; its service, rpc ids, names and call types "
+    "are strings",
+    "E_TIME_TYPE": "start and finish are whole milliseconds: integers, not booleans, fractions, "
+    "NaN or infinities",
+    "E_TOO_LONG": f"an rpc-id component has at most {MAX_ID_PART_DIGITS} digits; a name or the "
+    f"service id at most {MAX_NAME_CHARS} characters",
     "E_EMPTY": "a call graph has at least one call",
     "E_RPC_ID": "rpc ids are dot-decimal under 0 (0, 0.1, 0.1.2 ...)",
     "E_DUPLICATE_ID": "one call per rpc id",
@@ -120,6 +133,9 @@ def check(
         if isinstance(parsed, list):
             return parsed
         graph = parsed
+    typed = _types(graph, constraints, reference)
+    if typed:  # the rules below compare and parse values: only well-typed ones
+        return typed
     out = _structure(graph)
     if constraints is not None:
         out += _constraints(graph, constraints)
@@ -163,6 +179,59 @@ def _graph_from_text(text: str) -> CallGraph | list[Violation]:
         return [_v("E_LAYER_STRUCTURE", "layers", len(text), str(exc))]
     except Exception as exc:
         return [_v("E_SYNTAX", "text", text[:80], f"{type(exc).__name__}: {exc}")]
+
+
+def _types(g: object, c: object, reference: object) -> list[Violation]:
+    """Wrong types and oversized values, found before any rule compares or parses them."""
+    if not isinstance(g, CallGraph):
+        return [_v("E_FIELD_TYPE", "graph", type(g).__name__)]
+    out: list[Violation] = []
+    if c is not None and not isinstance(c, Constraints):
+        out.append(_v("E_FIELD_TYPE", "constraints", type(c).__name__))
+    if reference is not None and not isinstance(reference, Reference):
+        out.append(_v("E_FIELD_TYPE", "reference", type(reference).__name__))
+    out += _name_type("graph.service", g.service)
+    if not isinstance(g.edges, tuple):
+        return [*out, _v("E_FIELD_TYPE", "graph.edges", type(g.edges).__name__)]
+    for k, e in enumerate(g.edges):
+        if not isinstance(e, Edge):
+            out.append(_v("E_FIELD_TYPE", f"edge {k}", type(e).__name__))
+            continue
+        at = e.rpc_id if isinstance(e.rpc_id, str) and len(e.rpc_id) <= 80 else f"edge {k}"
+        out += _rpc_id_type(at, e.rpc_id)
+        for name in ("source", "destination", "type"):
+            out += _name_type(f"{at}.{name}", getattr(e, name))
+        for name in ("start", "finish"):
+            value = getattr(e, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                out.append(_v("E_TIME_TYPE", f"{at}.{name}", _short(value)))
+    return out
+
+
+def _name_type(where: str, value: object) -> list[Violation]:
+    if not isinstance(value, str):
+        return [_v("E_FIELD_TYPE", where, _short(value))]
+    if len(value) > MAX_NAME_CHARS:
+        return [_v("E_TOO_LONG", where, f"{len(value)} characters: {value[:20]}...")]
+    return []
+
+
+def _rpc_id_type(where: str, value: object) -> list[Violation]:
+    if not isinstance(value, str):
+        return [_v("E_FIELD_TYPE", f"{where}.rpc_id", _short(value))]
+    longest = max(map(len, value.split(".")))
+    if longest > MAX_ID_PART_DIGITS:
+        return [_v("E_TOO_LONG", f"{where}.rpc_id", f"a component of {longest} characters")]
+    return []
+
+
+def _short(value: object) -> object:
+    """The value itself when small, else its type and size (a Violation is printed)."""
+    if isinstance(value, str | bytes | list | tuple | dict) and len(value) > 80:
+        return f"{type(value).__name__} of length {len(value)}"
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 256:
+        return f"int of {value.bit_length()} bits"
+    return value
 
 
 def _structure(g: CallGraph) -> list[Violation]:

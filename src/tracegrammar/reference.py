@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
+from .errors import InputError
 from .rules import UNBOUNDED
 from .types import CALL_TYPES, CallGraph
 
@@ -119,17 +120,17 @@ class Reference:
         try:
             data = json.loads(Path(path).read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ValueError(f"{path}: not a reference file: {exc}") from None
+            raise InputError(f"{path}: not a reference file: {exc}") from None
         if isinstance(data, list):
             data = {"calls": data}
         if not isinstance(data, dict) or data.get("format", FORMAT) != FORMAT:
-            raise ValueError(f"{path}: not a reference file (format {FORMAT!r} expected)")
+            raise InputError(f"{path}: not a reference file (format {FORMAT!r} expected)")
         try:
             calls = frozenset(_tuple(c, 3) for c in data.get("calls", []))
             scoped = frozenset(_tuple(c, 4) for c in data.get("service_calls", []))
             leaves = frozenset(str(t) for t in data.get("leaf_types", []))
         except (TypeError, ValueError) as exc:
-            raise ValueError(f"{path}: malformed reference entry: {exc}") from None
+            raise InputError(f"{path}: malformed reference entry: {exc}") from None
         return cls(calls, scoped, leaves)  # type: ignore[arg-type]
 
 

@@ -25,32 +25,24 @@ import csv
 import gzip
 import hashlib
 import io
+import itertools
 import math
 import re
+import zlib
 from collections import Counter, OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from .constraints import SERVICE_RE
+from .constraints import SERVICE_RE, normalise_name, normalise_service
+from .errors import InputError, TraceFormatError
 from .types import CALL_TYPES, ROOT_ID, USER, CallGraph, Edge, rpc_parent
 
 UNKNOWN_NAMES = frozenset({"", "UNKNOWN", "UNAVAILABLE", "(?)", "NAN", "NONE", "NULL"})
 TRACE_SUFFIXES = (".csv", ".csv.gz", ".txt", ".txt.gz")
 V2021_SERVICE = "S_0"  # v2021 has no service column: its graphs share this placeholder service
 _RPC_ID_RE = re.compile(r"[0-9]+(\.[0-9]+)*")
-_MS_PADDED = re.compile(r"^MS_0+(?=[0-9])")
-_S_PADDED = re.compile(r"^S_0+(?=[0-9])")
-
-
-class TraceFormatError(ValueError):
-    """A path that cannot be read as traces. `str()` is one line naming the file and problem."""
-
-    def __init__(self, path: str | Path, problem: str) -> None:
-        super().__init__(f"{path}: {problem}")
-        self.path = str(path)
-        self.problem = problem
 
 
 @dataclass
@@ -99,14 +91,26 @@ def load_traces(
     dedupe: bool = False,
     idle_rows: int = 200_000,
 ) -> Iterator[CallGraph]:
-    """Yield cleaned call graphs from a trace file or a directory of them.
+    """Cleaned call graphs from a trace file or a directory of them, streamed.
 
-    Raises TraceFormatError (before yielding anything from that file) when a file is empty, has no
-    trace header, or lacks a needed column, and when a directory holds no trace files.
+    Raises TraceFormatError at once when the path is empty or missing or a directory holds no
+    trace files, and (before yielding anything from that file) when a file is empty, has no trace
+    header, or lacks a needed column; while streaming, when a file turns out unreadable (a
+    truncated `.gz`, bytes that are not UTF-8, a line the CSV reader rejects). A bad row (a
+    malformed, infinite or NaN number) is dropped and counted, never the whole file.
+    `idle_rows` must be an integer >= 0 (InputError otherwise).
     """
-    report = report if report is not None else LoadReport()
+    if isinstance(idle_rows, bool) or not isinstance(idle_rows, int) or idle_rows < 0:
+        raise InputError(f"idle_rows must be an integer >= 0, got {idle_rows!r}")
+    files = trace_files(path)
+    return _load(files, report if report is not None else LoadReport(), dedupe, idle_rows)
+
+
+def _load(
+    files: list[Path], report: LoadReport, dedupe: bool, idle_rows: int
+) -> Iterator[CallGraph]:
     seen: set[str] = set()
-    for file in trace_files(path):
+    for file in files:
         report.files.append(str(file))
         for graph in _load_file(file, report, idle_rows):
             if dedupe:
@@ -120,6 +124,8 @@ def load_traces(
 
 
 def trace_files(path: str | Path) -> list[Path]:
+    if not str(path).strip():  # Path("") is the current directory: never scan it by accident
+        raise TraceFormatError(repr(str(path)), "empty path (name a trace file or directory)")
     p = Path(path)
     if not p.exists():
         raise TraceFormatError(p, "no such file or directory")
@@ -144,10 +150,11 @@ def graph_hash(graph: CallGraph) -> str:
 
 
 def _open_text(path: Path) -> IO[str]:
+    """utf-8-sig: a byte-order mark (spreadsheets write one) is dropped, not read as a name."""
     try:
         if path.name.endswith(".gz"):
-            return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
-        return open(path, encoding="utf-8", newline="")
+            return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", newline="")
+        return open(path, encoding="utf-8-sig", newline="")
     except OSError as exc:
         raise TraceFormatError(path, f"cannot open: {exc.strerror or exc}") from None
 
@@ -156,14 +163,15 @@ def _load_file(path: Path, report: LoadReport, idle_rows: int) -> Iterator[CallG
     with _open_text(path) as fh:
         try:
             first = fh.readline()
-        except (OSError, UnicodeDecodeError, EOFError) as exc:
-            raise TraceFormatError(path, f"not readable as text: {exc}") from None
+        except (OSError, UnicodeDecodeError, EOFError, zlib.error) as exc:
+            raise TraceFormatError(path, f"not readable as text: {_read_problem(exc)}") from None
         if not first.strip():
             raise TraceFormatError(path, "empty file")
+        lines = _lines(path, fh)
         if first.startswith("[GENERATE GRAPH]"):
-            traces: Iterable[tuple[str, str, list[RawCall], bool]] = _tracellm(fh, first, report)
+            traces: Iterable[tuple[str, str, list[RawCall], bool]] = _tracellm(lines, first, report)
         else:
-            traces = _csv_traces(path, fh, first, report, idle_rows)
+            traces = _csv_traces(path, lines, first, report, idle_rows)
         for service, _tid, calls, is_v2021 in traces:
             report.traces += 1
             graph = clean_trace(service, calls, report, abs_rt=is_v2021)
@@ -171,14 +179,53 @@ def _load_file(path: Path, report: LoadReport, idle_rows: int) -> Iterator[CallG
                 yield graph
 
 
+def _lines(path: Path, fh: IO[str]) -> Iterator[str]:
+    """The lines after the first; a read failure part-way (a truncated `.gz`, bytes that are not
+    UTF-8) becomes a TraceFormatError naming the file and about where."""
+    n = 1
+    while True:
+        try:
+            line = fh.readline()
+        except (OSError, UnicodeDecodeError, EOFError, zlib.error) as exc:
+            raise TraceFormatError(
+                path, f"unreadable near line {n + 1}: {_read_problem(exc)}"
+            ) from None
+        if not line:
+            return
+        n += 1
+        yield line
+
+
+def _read_problem(exc: BaseException) -> str:
+    if isinstance(exc, UnicodeDecodeError):
+        return f"not UTF-8 text ({exc.reason} at byte {exc.start} of a read block)"
+    if isinstance(exc, EOFError):
+        return "compressed data ends early (truncated file?)"
+    if isinstance(exc, OSError):
+        return exc.strerror or str(exc) or type(exc).__name__
+    return f"corrupt compressed data ({exc})"
+
+
+def _csv_rows(path: Path, lines: Iterable[str]) -> Iterator[list[str]]:
+    reader = csv.reader(lines)
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:  # e.g. a field over the csv module's size limit
+            raise TraceFormatError(path, f"line {reader.line_num + 1}: not CSV ({exc})") from None
+        yield row
+
+
 _V2022 = ("traceid", "timestamp", "service", "um", "dm", "rpctype", "rt")
 _V2021 = ("traceid", "timestamp", "um", "dm", "rpctype", "rt")
 
 
 def _csv_traces(
-    path: Path, fh: IO[str], header_line: str, report: LoadReport, idle_rows: int
+    path: Path, lines: Iterable[str], header_line: str, report: LoadReport, idle_rows: int
 ) -> Iterator[tuple[str, str, list[RawCall], bool]]:
-    header = [h.strip() for h in next(csv.reader([header_line]))]
+    header = [h.strip() for h in next(_csv_rows(path, [header_line]), [])]
     rpc_col = "rpc_id" if "rpc_id" in header else "rpcid" if "rpcid" in header else None
     if rpc_col is None or "traceid" not in header:
         raise TraceFormatError(
@@ -194,7 +241,7 @@ def _csv_traces(
     svc = col.get("service")
     open_traces: OrderedDict[str, tuple[str, list[RawCall], int]] = OrderedDict()
     finished: OrderedDict[str, None] = OrderedDict()
-    for lineno, row in enumerate(csv.reader(fh), start=2):
+    for lineno, row in enumerate(_csv_rows(path, lines), start=2):
         if not row:
             continue
         report.rows += 1
@@ -204,6 +251,9 @@ def _csv_traces(
             start, resp = float(ts), float(rt)
         except (IndexError, ValueError):
             report.dropped["malformed_row"] += 1
+            continue
+        if not (math.isfinite(start) and math.isfinite(resp)):  # `inf`, `nan`, `1e999`
+            report.dropped["non_finite_time"] += 1
             continue
         if tid in finished:
             report.dropped["late_row"] += 1
@@ -221,9 +271,9 @@ def _csv_traces(
                 break
             del open_traces[oldest]
             _remember(finished, oldest, idle_rows)
-            yield (_norm_service(s), oldest, calls, is_v2021)
+            yield (normalise_service(s), oldest, calls, is_v2021)
     for tid, (s, calls, _) in open_traces.items():
-        yield (_norm_service(s), tid, calls, is_v2021)
+        yield (normalise_service(s), tid, calls, is_v2021)
 
 
 def _remember(finished: OrderedDict[str, None], tid: str, limit: int) -> None:
@@ -238,12 +288,11 @@ _TL_FIELD = re.compile(
 
 
 def _tracellm(
-    fh: IO[str], first: str, report: LoadReport
+    rest: Iterable[str], first: str, report: LoadReport
 ) -> Iterator[tuple[str, str, list[RawCall], bool]]:
     """TraceLLM's tabular text: `[GENERATE GRAPH]attrs` / `<edges>` / `(k is v, ...)` / `</edges>`."""
     service, calls, n = "", [], 0
-    lines = iter([first, *fh])
-    for line in lines:
+    for line in itertools.chain([first], rest):  # streamed: the file is never held whole
         line = line.strip()
         report.rows += 1
         if line.startswith("[GENERATE GRAPH]"):
@@ -253,7 +302,7 @@ def _tracellm(
             attrs = dict(
                 kv.split(":", 1) for kv in line[len("[GENERATE GRAPH]") :].split("/") if ":" in kv
             )
-            service, calls = _norm_service(attrs.get("id", "")), []
+            service, calls = normalise_service(attrs.get("id", "")), []
         elif line.startswith("("):
             f: dict[str, str] = {}
             for m in _TL_FIELD.finditer(line):
@@ -262,18 +311,22 @@ def _tracellm(
                 else:
                     f[m.group(3)] = m.group(4)
             try:
-                calls.append(
-                    RawCall(
-                        f["edge_id"],
-                        _name(f["source"]),
-                        _dest(f["destination"]),
-                        _type(f["type"]),
-                        float(f["starts"]),
-                        float(f["finishes"]),
-                    )
+                start, finish = float(f["starts"]), float(f["finishes"])
+                call = RawCall(
+                    f["edge_id"],
+                    _name(f["source"]),
+                    _dest(f["destination"]),
+                    _type(f["type"]),
+                    start,
+                    finish,
                 )
             except (KeyError, ValueError):
                 report.dropped["malformed_row"] += 1
+                continue
+            if not (math.isfinite(start) and math.isfinite(finish)):  # 400 digits read as inf
+                report.dropped["non_finite_time"] += 1
+                continue
+            calls.append(call)
     if calls:
         yield (service, f"graph{n + 1}", calls, False)
 
@@ -282,17 +335,13 @@ def _name(value: str) -> str | None:
     value = value.strip()
     if value.upper() in UNKNOWN_NAMES:
         return None
-    return _MS_PADDED.sub("MS_", value)
+    return normalise_name(value)
 
 
 def _dest(value: str) -> str | None:
     """A destination is never the user: USER there is as unknown as UNKNOWN."""
     name = _name(value)
     return None if name == USER else name
-
-
-def _norm_service(value: str) -> str:
-    return _S_PADDED.sub("S_", value.strip())
 
 
 def _type(value: str) -> str | None:
@@ -431,15 +480,13 @@ def _renumber(by_id: dict[str, RawCall], report: LoadReport) -> dict[str, RawCal
     for rid in by_id:
         kids.setdefault(rpc_parent(rid), []).append(rid)
     out: dict[str, RawCall] = {}
-
-    def walk(old: str, new: str) -> None:
+    # depth-first with an explicit stack: real traces can be thousands of calls deep
+    stack = [(ROOT_ID, ROOT_ID)] if ROOT_ID in by_id else []
+    while stack:
+        old, new = stack.pop()
         out[new] = by_id[old]
         children = sorted(kids.get(old, []), key=lambda r: int(r.rsplit(".", 1)[1]))
-        for n, child in enumerate(children, start=1):
-            walk(child, f"{new}.{n}")
-
-    if ROOT_ID in by_id:
-        walk(ROOT_ID, ROOT_ID)
+        stack.extend((child, f"{new}.{n}") for n, child in reversed(list(enumerate(children, 1))))
     if any(a != b for a, b in zip(sorted(out), sorted(by_id), strict=False)) or len(out) != len(
         by_id
     ):

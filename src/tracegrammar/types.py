@@ -152,8 +152,9 @@ class CallGraph:
 def _edge_key(e: Edge) -> tuple[tuple[int, ...], str]:
     try:
         return (rpc_parts(e.rpc_id), e.rpc_id)
-    except ValueError:  # malformed ids sort last, but keep their order stable
-        return ((1 << 62,), e.rpc_id)
+    except (ValueError, AttributeError, TypeError):
+        # malformed or wrong-typed ids (the oracle reports them) sort last, in a stable order
+        return ((1 << 62,), repr(getattr(e, "rpc_id", e)))
 
 
 # ----------------------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from typing import Any
 
 from ..constraints import Constraints
 from ..encode import ParseError, render_conditions, render_graph_prompt, render_layer_prompt
+from ..errors import InputError
 from ..layers import root_conditions
 from ..reference import CallScope, Reference
 from ..types import USER, CallGraph, LayerConditions
@@ -220,7 +221,7 @@ def call_scopes(
         if scope.reach(USER) < depth:
             scope = reference.scope(None)
         if scope.reach(USER) < depth:
-            raise ValueError(
+            raise InputError(
                 f"depth={depth} is deeper than any chain of calls in the reference set "
                 f"(at most {scope.reach(USER)} below USER): the semantic rules cannot meet it "
                 f"(novel_calls=True lifts them)"
@@ -247,11 +248,11 @@ def tabular_prompt(c: Constraints) -> str:
 
 def _requests(constraints: Constraints | Sequence[Constraints], n: int) -> list[Constraints]:
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be an integer >= 1, got {n!r}")
+        raise InputError(f"n must be an integer >= 1, got {n!r}")
     items = [constraints] if isinstance(constraints, Constraints) else list(constraints)
     for c in items:
         if not isinstance(c, Constraints):
-            raise ValueError(f"constraints must be Constraints objects, got {type(c).__name__}")
+            raise InputError(f"constraints must be Constraints objects, got {type(c).__name__}")
     return [c for c in items for _ in range(n)]
 
 
@@ -261,7 +262,7 @@ def _check_context(c: Constraints, num_edges: int, fmt: str, context: int) -> No
     else:  # worst case: every call in one layer, each with a block
         need = PROMPT_TOKENS + (CALL_TOKENS + BLOCK_TOKENS) * num_edges
     if need > context:
-        raise ValueError(
+        raise InputError(
             f"num_edges={num_edges} needs about {need} tokens in one {fmt} output, more than "
             f"the model's context of {context}"
         )

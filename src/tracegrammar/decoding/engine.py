@@ -18,16 +18,12 @@ import llguidance
 import llguidance.torch
 import torch
 
+from ..errors import EngineError
 from ..reference import CallScope
 from ..types import LayerConditions
 from .requests import layer_grammar
 from .scanner import FieldScanner, FreeScanner
 from .tokens import TokenTable
-
-
-class EngineError(RuntimeError):
-    """The engine reached a state it promises never to reach (a dead end, a rejected token)."""
-
 
 _BIT = torch.arange(32, dtype=torch.int32)
 

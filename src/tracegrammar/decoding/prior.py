@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..constraints import Constraints
+from ..errors import ModelError
 from ..types import CallGraph
 
 PRIOR_FILE = "prior.json"
@@ -29,7 +30,14 @@ class Prior:
 
     @classmethod
     def load(cls, path: str | Path) -> Prior:
-        return cls(tuple(tuple(x) for x in json.loads(Path(path).read_text())))  # type: ignore[misc]
+        try:
+            rows = json.loads(Path(path).read_text())
+            shapes = tuple(tuple(int(v) for v in x) for x in rows)
+        except (OSError, ValueError, TypeError) as exc:  # a damaged adapter folder
+            raise ModelError(f"{path}: not a shape prior ({str(exc)[:120]})") from None
+        if any(len(s) != 3 for s in shapes):
+            raise ModelError(f"{path}: not a shape prior (rows of num_edges, depth, latency)")
+        return cls(shapes)  # type: ignore[arg-type]
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps([list(s) for s in self.shapes]))

@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
+from ..errors import InputError
 from ..grammar import FORMATS as ENCODINGS
 
 
@@ -39,16 +40,16 @@ class GenerationConfig:
 
     def __post_init__(self) -> None:
         if self.fmt not in ENCODINGS:
-            raise ValueError(f"fmt must be one of {tuple(ENCODINGS)}, got {self.fmt!r}")
+            raise InputError(f"fmt must be one of {tuple(ENCODINGS)}, got {self.fmt!r}")
         t = self.temperature
         if isinstance(t, bool) or not isinstance(t, int | float) or not (0 <= t < math.inf):
-            raise ValueError(f"temperature must be a finite number >= 0, got {t!r}")
+            raise InputError(f"temperature must be a finite number >= 0, got {t!r}")
         if isinstance(self.top_k, bool) or not isinstance(self.top_k, int) or self.top_k < 0:
-            raise ValueError(f"top_k must be an integer >= 0 (0: no limit), got {self.top_k!r}")
+            raise InputError(f"top_k must be an integer >= 0 (0: no limit), got {self.top_k!r}")
         if self.seed is not None and (
             isinstance(self.seed, bool) or not isinstance(self.seed, int)
         ):
-            raise ValueError(f"seed must be an integer, got {self.seed!r}")
+            raise InputError(f"seed must be an integer, got {self.seed!r}")
 
     def seeded(self) -> GenerationConfig:
         """This config with a seed (a random one when none was given)."""

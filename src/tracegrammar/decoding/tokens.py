@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from ..errors import ModelError
 from ..rules import IntSet
 from .scanner import TERMINATORS, FieldScanner
 
@@ -41,7 +42,7 @@ class TokenTable:
         for d in DIGITS:
             ids = tokenizer.encode(d, add_special_tokens=False)
             if len(ids) != 1:
-                raise ValueError(f"tokenizer writes digit {d!r} as {len(ids)} tokens; need one")
+                raise ModelError(f"tokenizer writes digit {d!r} as {len(ids)} tokens; need one")
             digit_ids.append(ids[0])
         special = set(getattr(tokenizer, "all_special_ids", []) or [])
         nondigit = torch.zeros(n, dtype=torch.bool)

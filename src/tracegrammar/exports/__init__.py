@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from ..errors import InputError
 from ..io import atomic_writer
 from ..types import CallGraph
 from ._spans import DEFAULT_BASE_EPOCH_NS, check_base
@@ -73,7 +74,7 @@ def _renderer(fmt: str) -> Callable[[list[CallGraph], int], str]:
         from .zipkin import render_zipkin
 
         return render_zipkin
-    raise ValueError(f"unknown export format {fmt!r} (known: {', '.join(FORMATS)})")
+    raise InputError(f"unknown export format {fmt!r} (known: {', '.join(FORMATS)})")
 
 
 def _jsonl(graphs: list[CallGraph], _base_epoch_ns: int) -> str:

@@ -21,6 +21,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 
+from ..errors import InputError
 from ..io import graph_to_dict
 from ..types import ROOT_ID, CallGraph, Edge
 
@@ -52,7 +53,7 @@ class Span:
 def check_base(base_epoch_ns: int) -> int:
     """A zero or negative epoch puts spans in 1970, which trace UIs hide or reject."""
     if not isinstance(base_epoch_ns, int) or base_epoch_ns <= 0:
-        raise ValueError(f"base_epoch_ns must be a positive integer (ns), got {base_epoch_ns!r}")
+        raise InputError(f"base_epoch_ns must be a positive integer (ns), got {base_epoch_ns!r}")
     return base_epoch_ns
 
 

@@ -1,7 +1,7 @@
 """Command-line entry points for exports: `tracegrammar draw` (and `tracegrammar export`).
 
 `register_draw` / `register_export` fill an argparse sub-parser; the main CLI wires them in.
-Failures raise ValueError with a one-line message, which the main CLI prints with exit code 2.
+Failures raise UsageError (an InputError) with a one-line message; the main CLI prints it, exit 2.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from itertools import islice
 from pathlib import Path
 
+from ..errors import UsageError
 from ..types import CallGraph
 
 
@@ -46,10 +47,10 @@ def cmd_draw(args: argparse.Namespace) -> int:
 
     check_suffix(args.out)
     if args.index < 0:
-        raise ValueError(f"--index must be >= 0, got {args.index}")
+        raise UsageError(f"--index must be >= 0, got {args.index}")
     graph = next(islice(read_graphs(args.path), args.index, None), None)
     if graph is None:
-        raise ValueError(f"{args.path}: has no graph with index {args.index}")
+        raise UsageError(f"{args.path}: has no graph with index {args.index}")
     draw(graph, args.out)
     print(f"wrote {args.out} ({graph.service}, {graph.num_edges} calls)")
     return 0

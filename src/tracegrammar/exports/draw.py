@@ -18,6 +18,7 @@ from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
+from ..errors import UsageError
 from ..io import atomic_writer
 from ..types import CALL_TYPES, CallGraph, Edge
 
@@ -39,16 +40,36 @@ def check_suffix(path: str | Path) -> str:
     """The image format from the suffix; checked before any work so a typo fails fast."""
     suffix = Path(path).suffix.lower()
     if suffix not in SUFFIXES:
-        raise ValueError(
+        raise UsageError(
             f"{path}: unsupported picture suffix {suffix or '(none)'!r} "
             f"(use {' or '.join(SUFFIXES)})"
         )
     return suffix[1:]
 
 
+#: Largest picture drawn: a row per call (1,000 rows make a PNG ~29,000 pixels tall, Agg's
+#: limit is 65,536) and labels indented by depth; beyond these, rendering takes minutes and
+#: gigabytes for a picture no one can read.
+MAX_DRAW_CALLS = 1000
+MAX_DRAW_DEPTH = 100
+
+
+def check_size(graph: CallGraph, path: str | Path) -> None:
+    if graph.num_edges > MAX_DRAW_CALLS:
+        raise UsageError(
+            f"{path}: the graph has {graph.num_edges} calls; draw shows at most {MAX_DRAW_CALLS}"
+        )
+    if graph.depth > MAX_DRAW_DEPTH:
+        raise UsageError(
+            f"{path}: the graph is {graph.depth} calls deep; draw shows at most {MAX_DRAW_DEPTH}"
+        )
+
+
 def draw(graph: CallGraph, path: str | Path) -> None:
-    """Write the timeline of `graph` to `path` (.png or .svg), atomically."""
+    """Write the timeline of `graph` to `path` (.png or .svg), atomically; graphs beyond
+    MAX_DRAW_CALLS calls or MAX_DRAW_DEPTH levels are refused (UsageError)."""
     fmt = check_suffix(path)
+    check_size(graph, path)
     fig = figure(graph)
     with atomic_writer(path, "wb") as fh:
         fig.savefig(fh, format=fmt, dpi=110)

@@ -84,14 +84,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tracegrammar train")
     register_train(parser)
     args = parser.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError) as exc:  # TrainError, ModelError, SampleTooLong ...
-        print(f"tracegrammar: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("tracegrammar: interrupted (resume with the same command)", file=sys.stderr)
-        return 130
+    from ..cli import run_command
+
+    return run_command(args.func, args, "interrupted (resume with the same command)")
 
 
 if __name__ == "__main__":

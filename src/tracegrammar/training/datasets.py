@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..encode import render_conditions, render_graph_prompt, render_layer_output, render_row
+from ..errors import InputError
 from ..layers import decompose
 from ..traces import graph_hash, load_traces
 from ..types import CallGraph
@@ -72,7 +73,7 @@ class Encoded:
         return len(self.input_ids)
 
 
-class SampleTooLong(ValueError):
+class SampleTooLong(InputError):
     """A sample does not fit in the model's context; names the graph and the length."""
 
 
@@ -97,7 +98,7 @@ def split_graphs(
     lowest score) when it has at least two, so validation loss is always defined.
     """
     if not 0.0 <= fraction < 1.0:
-        raise ValueError(f"validation fraction must be in [0, 1), got {fraction}")
+        raise InputError(f"validation fraction must be in [0, 1), got {fraction}")
     items = [(g, split_score(graph_hash(g), seed)) for g in graphs]
     val = {i for i, (_, s) in enumerate(items) if s < fraction}
     if fraction > 0 and not val and len(items) >= 2:
@@ -112,7 +113,7 @@ def recipe_split(data: str | Path) -> Split:
     adapters never saw."""
     graphs = list(load_traces(data))
     if not graphs:
-        raise ValueError(f"{data}: no graphs to take prompts from")
+        raise InputError(f"{data}: no graphs to take prompts from")
     return split_graphs(graphs)
 
 
@@ -149,7 +150,7 @@ def layer_samples(
     """One sample per layer, depth first. The root prompt is thinned with `rng` (none: kept whole);
     every other prompt is the full canonical conditions."""
     if fmt not in MIX_KINDS:
-        raise ValueError(f"layer format must be one of {MIX_KINDS}, got {fmt!r}")
+        raise InputError(f"layer format must be one of {MIX_KINDS}, got {fmt!r}")
     key = key or graph_hash(graph)
     out: list[Sample] = []
     for n, layer in enumerate(decompose(graph)):
@@ -192,7 +193,7 @@ def graph_samples(
     """All samples of one graph in format `fmt` (see FORMATS). `salt` re-draws the thinning (the
     trainer passes the epoch, so every epoch sees other attribute subsets of the same graph)."""
     if fmt not in FORMATS:
-        raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
+        raise InputError(f"format must be one of {FORMATS}, got {fmt!r}")
     key = graph_hash(graph)
     kinds = MIX_KINDS if fmt == "mix" else (fmt,)
     out: list[Sample] = []
@@ -273,7 +274,7 @@ def _join(
     max_length: int | None,
 ) -> Encoded:
     if eos is None:
-        raise ValueError("the tokenizer has no EOS token: the model could never learn to stop")
+        raise InputError("the tokenizer has no EOS token: the model could never learn to stop")
     ids = prompt + output + [eos]
     if max_length is not None and len(ids) > max_length:
         raise SampleTooLong(

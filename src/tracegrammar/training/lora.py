@@ -7,8 +7,10 @@ Why the loop is hand-written rather than `transformers.Trainer`: a killed run mu
 exact sample it stopped at, with the same attribute thinning and dropout masks, and the output
 directory must carry the metadata that `decoding.models.load_model` checks. Every `save_every`
 optimizer steps a checkpoint holds the adapter, optimizer, scheduler, RNG states, the data-order
-position (epoch, batch) and the loss history; it is written to a temporary directory and renamed
-into place, so a kill at any moment leaves either the old checkpoint or the new one, never half.
+position (epoch, batch) and the loss history (no pickle is ever loaded: optimizer and scheduler
+states are read with `weights_only=True`, the RNG states are safetensors and JSON); it is
+written to a temporary directory and renamed into place, so a kill at any moment leaves either
+the old checkpoint or the new one, never half.
 
 torch, transformers and peft are imported inside the functions that use them, so the config (and
 the CLI's `--help`) loads without them.
@@ -23,6 +25,7 @@ import math
 import os
 import platform
 import random
+import re
 import shutil
 import sys
 import tempfile
@@ -36,6 +39,8 @@ from typing import Any
 
 from ..decoding.models import ADAPTER_META, ModelError, base_shape, default_model_dir, load_model
 from ..decoding.prior import PRIOR_FILE, Prior
+from ..errors import TrainError
+from ..io import atomic_writer, remove_stale_temporaries, temp_prefix
 from ..reference import REFERENCE_FILE, Reference
 from ..traces import graph_hash, load_traces
 from ..types import CallGraph
@@ -50,16 +55,18 @@ from .datasets import (
 )
 
 CHECKPOINTS = "checkpoints"
+OPTIMIZER_FILE = "optimizer.pt"  # tensors and plain containers only: read with weights_only=True
+SCHEDULER_FILE = "scheduler.pt"
+RNG_TENSORS = "rng.safetensors"
+RNG_JSON = "rng.json"
 LOSS_CSV = "loss.csv"
 LOSS_PNG = "loss.png"
+#: Devices torch can train on here (anything else fails deep inside torch, after loading).
+DEVICE_RE = re.compile(r"cpu|cuda(:[0-9]+)?|mps")
 #: Knobs that may change between a run and its resumption (they do not change what is learned).
 RESUMABLE_CHANGES = frozenset(
     {"eval_every", "eval_max_samples", "save_every", "keep_checkpoints", "device", "progress"}
 )
-
-
-class TrainError(ValueError):
-    """Bad training input or an unusable output directory; one line naming what and where."""
 
 
 # ------------------------------------------------------------------------------------------------
@@ -129,6 +136,8 @@ class TrainConfig:
             raise TrainError(f"{p}: no such config file")
         try:
             values = yaml.safe_load(p.read_text()) or {}
+        except UnicodeDecodeError as exc:
+            raise TrainError(f"{p}: not UTF-8 text ({exc.reason})") from None
         except yaml.YAMLError as exc:
             raise TrainError(f"{p}: not valid YAML: {' '.join(str(exc).split())[:200]}") from None
         if not isinstance(values, dict):
@@ -157,8 +166,17 @@ def _problems(c: TrainConfig) -> Iterator[str]:
         yield f"batch_size {b} is not a multiple of micro_batch_size {m}"
     if c.max_steps is not None and c.max_steps < 1:
         yield f"max_steps must be at least 1, got {c.max_steps}"
-    if c.max_steps is None and c.epochs <= 0:
-        yield f"epochs must be positive, got {c.epochs}"
+    if c.max_steps is None and not (math.isfinite(c.epochs) and c.epochs > 0):
+        yield f"epochs must be a finite number > 0, got {c.epochs}"
+    for name in ("lr", "grad_clip"):
+        if not (math.isfinite(getattr(c, name)) and getattr(c, name) > 0):
+            yield f"{name} must be a finite number > 0, got {getattr(c, name)}"
+    if not (math.isfinite(c.weight_decay) and c.weight_decay >= 0):
+        yield f"weight_decay must be a finite number >= 0, got {c.weight_decay}"
+    if not 0.0 <= c.dropout < 1.0:
+        yield f"dropout must be in [0, 1), got {c.dropout}"
+    if c.device is not None and not DEVICE_RE.fullmatch(c.device):
+        yield f"device must be cpu, cuda, cuda:<n> or mps, got {c.device!r}"
     if not c.target_modules:
         yield "target_modules is empty"
     if not 0.0 <= c.warmup_ratio < 1.0:
@@ -482,6 +500,8 @@ def train(
     that many optimizer steps, leaving a checkpoint to resume from (time-boxed sessions, tests)."""
     log = log or _stderr
     out = Path(out)
+    if out.exists() and not out.is_dir():  # before loading data or the model
+        raise TrainError(f"--out {out}: exists and is not a directory")
     graphs = load_graphs(cfg.data)
     split = split_graphs(graphs, fraction=cfg.val_fraction, seed=cfg.split_seed)
     if not split.train:
@@ -652,12 +672,12 @@ def save_checkpoint(run: _Run, state: _State) -> Path:
     root = run.out / CHECKPOINTS
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step-{state.step:08d}"
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=root))
+    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(final.name), suffix=".tmp", dir=root))
     try:
         run.model.save_pretrained(tmp)
-        torch.save(run.opt.state_dict(), tmp / "optimizer.pt")
-        torch.save(run.sched.state_dict(), tmp / "scheduler.pt")
-        torch.save(_rng_state(), tmp / "rng.pt")
+        torch.save(run.opt.state_dict(), tmp / OPTIMIZER_FILE)
+        torch.save(run.sched.state_dict(), tmp / SCHEDULER_FILE)
+        save_rng_state(tmp)
         doc = {"kind": "checkpoint", **run.meta, **asdict(state)}
         (tmp / "state.json").write_text(json.dumps(doc, indent=1))
         if final.exists():  # a resumed run reached the same step again
@@ -672,45 +692,81 @@ def save_checkpoint(run: _Run, state: _State) -> Path:
 
 
 def _restore(run: _Run, path: Path) -> _State:
-    import torch
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
 
     set_peft_model_state_dict(run.model, load_file(path / "adapter_model.safetensors"))
-    run.opt.load_state_dict(torch.load(path / "optimizer.pt", map_location=run.device))
-    run.sched.load_state_dict(torch.load(path / "scheduler.pt"))
-    doc = json.loads((path / "state.json").read_text())
-    _set_rng_state(torch.load(path / "rng.pt", weights_only=False))  # our own file
+    run.opt.load_state_dict(load_tensor_state(path / OPTIMIZER_FILE, run.device))
+    run.sched.load_state_dict(load_tensor_state(path / SCHEDULER_FILE))
+    doc = _read_json(path / "state.json")
+    load_rng_state(path)
     names = {f.name for f in fields(_State)}
     return _State(**{k: v for k, v in doc.items() if k in names})
 
 
-def _rng_state() -> dict[str, Any]:
+def load_tensor_state(path: Path, map_location: Any = None) -> Any:
+    """A `torch.save`d state dict, read with `weights_only=True`: only tensors and plain
+    containers are rebuilt, so a crafted file in someone's `--out` folder cannot run code."""
+    import pickle
+
     import torch
 
-    state = {"python": random.getstate(), "torch": torch.get_rng_state()}
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError:  # torch's message invites loading it unsafely: not ours to say
+        raise TrainError(
+            f"{path}: holds objects other than tensors and plain containers; refused, not loaded "
+            "(a checkpoint of this version never does)"
+        ) from None
+    except (RuntimeError, EOFError, OSError) as exc:
+        reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise TrainError(f"{path}: unreadable checkpoint state ({reason})") from None
+
+
+def save_rng_state(folder: Path) -> None:
+    """Random-number states without pickle: torch's as uint8 tensors (safetensors), Python's as
+    JSON. `rng.pt` (a pickle) of older versions is never written or read again."""
+    import torch
+    from safetensors.torch import save_file
+
+    tensors = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
+        for i, state in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"cuda.{i}"] = state
+    save_file(tensors, str(folder / RNG_TENSORS))
+    version, internal, gauss = random.getstate()
+    doc = {"python": {"version": version, "state": list(internal), "gauss_next": gauss}}
+    (folder / RNG_JSON).write_text(json.dumps(doc))
 
 
-def _set_rng_state(state: dict[str, Any]) -> None:
+def load_rng_state(folder: Path) -> None:
     import torch
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
 
-    random.setstate(state["python"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    if not (folder / RNG_TENSORS).is_file() or not (folder / RNG_JSON).is_file():
+        raise TrainError(
+            f"{folder}: checkpoint has no {RNG_TENSORS} / {RNG_JSON} (written by an older "
+            "version, whose pickled rng.pt is not loaded); use another --out"
+        )
+    try:
+        tensors = load_file(str(folder / RNG_TENSORS))
+        py = json.loads((folder / RNG_JSON).read_text())["python"]
+        random.setstate((int(py["version"]), tuple(int(x) for x in py["state"]), py["gauss_next"]))
+        torch.set_rng_state(tensors["torch"])
+    except (SafetensorError, ValueError, KeyError, TypeError, RuntimeError) as exc:
+        raise TrainError(f"{folder}: unreadable random-number state ({exc})") from None
+    cuda = [tensors[f"cuda.{i}"] for i in range(len(tensors)) if f"cuda.{i}" in tensors]
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda)
 
 
 def _remove_temporaries(out: Path) -> None:
-    """Half-written checkpoints or final files of a killed run (never renamed into place)."""
-    for pattern in (f"{CHECKPOINTS}/.tmp-*", ".final-*", ".*.tmp"):
-        for p in out.glob(pattern):
-            if p.is_dir():
-                shutil.rmtree(p)
-            else:
-                p.unlink()
+    """Half-written checkpoints or final files of a killed run (never renamed into place): only
+    names this module makes (`temp_prefix`, with the writer's pid) whose writer is dead, so a
+    user's own `.x.tmp` or `.final-*` in the folder is never touched."""
+    remove_stale_temporaries(out)
+    remove_stale_temporaries(out / CHECKPOINTS)
 
 
 def _previous_run(out: Path) -> dict[str, Any] | None:
@@ -719,12 +775,22 @@ def _previous_run(out: Path) -> dict[str, Any] | None:
         raise TrainError(f"{out}: exists and is not a directory")
     ckpts = checkpoint_dirs(out)
     if ckpts:
-        doc = json.loads((ckpts[-1] / "state.json").read_text())
-        return {**doc, "path": str(ckpts[-1])}
+        return {**_read_json(ckpts[-1] / "state.json"), "path": str(ckpts[-1])}
     meta = out / ADAPTER_META
     if meta.is_file():
-        return {"kind": "final", **json.loads(meta.read_text())}
+        return {"kind": "final", **_read_json(meta)}
     return None
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    """A JSON object of a previous run; damage is a TrainError naming the file."""
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:  # ValueError: not JSON, not UTF-8
+        raise TrainError(f"{path}: unreadable ({str(exc)[:120]}); use another --out") from None
+    if not isinstance(doc, dict):
+        raise TrainError(f"{path}: not a JSON object; use another --out")
+    return doc
 
 
 def _check_compatible(
@@ -779,7 +845,7 @@ def _finish(run: _Run, state: _State) -> None:
         state.history[-1][2] = evaluate(run)
     last = _last_losses(state.history)
     run.out.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".final-", dir=run.out))
+    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix("final"), suffix=".tmp", dir=run.out))
     try:
         run.model.save_pretrained(tmp, safe_serialization=True)
         for f in tmp.iterdir():
@@ -823,14 +889,11 @@ def _last_losses(history: list[list[Any]], window: int = 10) -> tuple[float | No
 
 
 def write_loss_csv(path: Path, history: list[list[Any]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="") as fh:
+    with atomic_writer(path, newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["step", "train_loss", "val_loss"])
         for step, loss, val in history:
             w.writerow([step, f"{loss:.6f}", "" if val is None else f"{val:.6f}"])
-    os.replace(tmp, path)
 
 
 def read_loss_csv(path: str | Path) -> list[tuple[int, float, float | None]]:
@@ -859,14 +922,14 @@ def plot_loss(path: Path, history: list[list[Any]]) -> None:
     ax.set(xlabel="optimizer step", ylabel="loss (nats/token)", title="LoRA fine-tuning")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with atomic_writer(path, "wb") as fh:
+        fig.savefig(fh, format="png", dpi=100)
     plt.close(fig)
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    with atomic_writer(path) as fh:
+        fh.write(text)
 
 
 def _versions() -> dict[str, str]:

@@ -1,0 +1,29 @@
+"""The libraries the decoder drives through their APIs are bounded above (a future release cannot
+silently break generation), and the installed versions are inside the bounds."""
+
+from __future__ import annotations
+
+import tomllib
+from importlib.metadata import version
+from pathlib import Path
+
+import pytest
+from packaging.requirements import Requirement
+
+PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
+COUPLED = ("torch", "transformers", "peft", "outlines", "llguidance")
+
+
+def _requirements() -> dict[str, Requirement]:
+    deps = tomllib.loads(PYPROJECT.read_text())["project"]["dependencies"]
+    return {r.name: r for r in map(Requirement, deps)}
+
+
+@pytest.mark.parametrize("name", COUPLED)
+def test_bounded_above_and_installed_within(name):
+    req = _requirements()[name]
+    assert any(s.operator in ("<", "<=", "==") for s in req.specifier), f"{req}: no upper bound"
+    assert req.specifier.contains(version(name).split("+")[0], prereleases=True), (
+        req,
+        version(name),
+    )
