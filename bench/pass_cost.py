@@ -48,7 +48,7 @@ def prefill(model: torch.nn.Module, rows: int, past: int) -> tuple[object, torch
     mask[:, 0] = 0  # one padded position per row, as in the decoder's left-padded batches
     with torch.inference_mode():
         out = model(input_ids=ids, attention_mask=mask, use_cache=True)
-    return out.past_key_values, mask
+    return out.cache, mask
 
 
 def one_pass(model, cache, mask, width: int, index_keep: bool) -> float:
@@ -64,7 +64,7 @@ def one_pass(model, cache, mask, width: int, index_keep: bool) -> float:
             input_ids=ids,
             attention_mask=attention,
             position_ids=positions,
-            past_key_values=cache,
+            cache=cache,
             use_cache=True,
             logits_to_keep=keep,
         )

@@ -63,12 +63,12 @@ def test_model_decode_step(benchmark, lm):
     ids = torch.randint(100, 40000, (1, 120))
     with torch.inference_mode():
         out = lm.model(input_ids=ids, use_cache=True)
-    cache = out.past_key_values
+    cache = out.cache
     nxt = torch.tensor([[42]])
 
     def step():
         with torch.inference_mode():
-            res = lm.model(input_ids=nxt, past_key_values=cache, use_cache=True)
+            res = lm.model(input_ids=nxt, cache=cache, use_cache=True)
         cache.crop(-1)  # drop the new token: the cache stays at 120 between rounds
         return res
 

@@ -32,7 +32,7 @@ def _forward(
             input_ids=ids,
             attention_mask=attention_mask,
             position_ids=positions,
-            past_key_values=copy.deepcopy(cache),
+            cache=copy.deepcopy(cache),
             use_cache=True,
             logits_to_keep=keep,
         ).logits[:, -1]
@@ -49,7 +49,7 @@ def test_grouped_attention_and_index_keep_match_transformers_defaults(
     model = tiny_model.model
     ids, mask = _padded_batch(model.config.vocab_size)
     with torch.inference_mode():
-        cache = model(input_ids=ids[:, :5], use_cache=True).past_key_values
+        cache = model(input_ids=ids[:, :5], use_cache=True).cache
     try:
         model.set_attn_implementation("sdpa")
         expected = _forward(model, cache, ids, mask, 1)

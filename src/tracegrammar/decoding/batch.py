@@ -43,19 +43,19 @@ class BatchState:
                 mask[row, width - len(chunk) :] = 1
         attention = mask if self.attention is None else torch.cat([self.attention, mask], dim=1)
         positions = (attention.cumsum(dim=1) - 1).clamp(min=0)[:, -width:]
-        extra = {}
-        if _keeps_logits(type(unwrap_peft(self.model))):  # peft passes keywords through
+        cls = type(unwrap_peft(self.model))  # peft passes keywords through
+        extra: dict[str, Any] = {_cache_keyword(cls): self.cache}
+        if _accepts(cls, "logits_to_keep"):
             extra["logits_to_keep"] = last_position(width, self.device)
         with torch.inference_mode():
             out = self.model(
                 input_ids=ids.to(self.device),
                 attention_mask=attention.to(self.device),
                 position_ids=positions.to(self.device),
-                past_key_values=self.cache,
                 use_cache=True,
                 **extra,
             )
-        self.cache = out.past_key_values
+        self.cache = out.cache if "cache" in out else out.past_key_values
         self.attention = attention
         self.forward_passes += 1
         self.fed_tokens += int(mask.sum())
@@ -79,7 +79,14 @@ def last_position(width: int, device: torch.device) -> torch.Tensor:
 
 
 @cache
-def _keeps_logits(cls: type) -> bool:
-    """Whether the model can compute logits for the last position only (`logits_to_keep`): a
-    forced span of k tokens then costs no vocabulary projection for its first k - 1."""
-    return "logits_to_keep" in inspect.signature(cls.forward).parameters
+def _accepts(cls: type, keyword: str) -> bool:
+    """Whether the model's forward takes `keyword`. `logits_to_keep`: the model can compute
+    logits for the last position only, so a forced span of k tokens costs no vocabulary
+    projection for its first k - 1."""
+    return keyword in inspect.signature(cls.forward).parameters
+
+
+def _cache_keyword(cls: type) -> str:
+    """transformers renamed `past_key_values` to `cache` (the old name warns from 5.2x and goes
+    in 5.40); older releases only know the old one."""
+    return "cache" if _accepts(cls, "cache") else "past_key_values"
