@@ -473,10 +473,14 @@ def _plot_cdf(plt: Any, r: Features, s: Features, field: str, path: Path) -> Pat
         if values.size:
             xs = np.sort(values)
             ax.step(xs, np.arange(1, xs.size + 1) / xs.size, where="post", label=name)
-    ax.set_xlabel(
-        "log1p(response time ms)" if field == "response_time" else field.replace("_", "-")
+    label = "log1p(response time ms)" if field == "response_time" else field.replace("_", "-")
+    ax.set_xlabel(label)
+    ax.set_ylabel("share of values <= x (CDF)")
+    ax.set_title(
+        f"{label}: real vs synthetic (EMD {normalized_emd(getattr(r, field), getattr(s, field)):.3f})"
+        if getattr(r, field).size and getattr(s, field).size
+        else label
     )
-    ax.set_ylabel("CDF")
     ax.legend()
     return _save(plt, fig, path)
 
@@ -489,8 +493,9 @@ def _plot_top_calls(plt: Any, r: Features, s: Features, top: int, path: Path) ->
     x = np.arange(len(support))
     ax.bar(x - 0.2, pr / max(pr.sum(), 1), width=0.4, label="real")
     ax.bar(x + 0.2, ps / max(ps.sum(), 1), width=0.4, label="synthetic")
-    ax.set_xlabel(f"real top-{len(support)} (source, destination, type) calls")
-    ax.set_ylabel("frequency")
+    ax.set_xlabel(f"real top-{len(support)} (source, destination, type) calls, most frequent first")
+    ax.set_ylabel("share of calls on these")
+    ax.set_title("call mix: real vs synthetic")
     ax.legend()
     return _save(plt, fig, path)
 
@@ -501,13 +506,25 @@ def _plot_heavy_hitters(plt: Any, overlap: Mapping[int, float], path: Path) -> P
     ax.plot(ks, [overlap[k] for k in ks], marker="o")
     ax.set_xscale("log")
     ax.set_ylim(0, 1.05)
-    ax.set_xlabel("K")
-    ax.set_ylabel("top-K microservice overlap")
+    for k in ks:
+        ax.annotate(f"{overlap[k]:.2f}", (k, overlap[k]), textcoords="offset points",
+                    xytext=(0, 6), ha="center", fontsize=8)  # fmt: skip
+    ax.set_xlabel("K (most-called microservices)")
+    ax.set_ylabel("top-K overlap, real vs synthetic")
+    ax.set_title("heavy hitters")
     return _save(plt, fig, path)
 
 
 def _save(plt: Any, fig: Any, path: Path) -> Path:
+    """Write the figure atomically (a full disk never leaves a truncated PNG)."""
+    import io
+
+    from .io import atomic_writer
+
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    buf = io.BytesIO()
+    fig.savefig(buf, dpi=100, format="png")
     plt.close(fig)
+    with atomic_writer(path, "wb") as fh:
+        fh.write(buf.getvalue())
     return path
