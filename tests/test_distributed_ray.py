@@ -5,6 +5,7 @@ only one a rerun makes again."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import pytest
@@ -27,6 +28,9 @@ def test_without_ray_the_error_names_the_extra(monkeypatch):
 
 @pytest.fixture(scope="module")
 def cluster():
+    # Ray gives a Linux node its network address; this keeps the test cluster on loopback (read
+    # when ray is first imported, and inherited by the processes it starts)
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     ray = pytest.importorskip("ray")
     ray.init(
         num_cpus=2,
