@@ -76,3 +76,27 @@ def test_a_rerun_makes_only_the_lost_shard(job):
     assert report.ran == [1] and report.skipped == [0, 2]
     assert list(read_records(out)) == before
     assert run().ran == []  # nothing left to do
+
+
+def test_a_shard_whose_worker_dies_is_retried(
+    cluster, tiny_model_dir, tiny_model, tmp_path, monkeypatch
+):
+    from tracegrammar.distributed import ShardWorker, ray_runner
+
+    marker = str(tmp_path / "crashed")
+
+    class CrashOnce(ShardWorker):  # defined here, so Ray ships it by value
+        def run(self, chunks, seed, shard):
+            if shard.index == 1 and not os.path.exists(marker):
+                open(marker, "w").close()
+                os._exit(1)  # the worker process dies mid-shard, as on a lost node
+            return super().run(chunks, seed, shard)
+
+    monkeypatch.setattr(ray_runner, "ShardWorker", CrashOnce)
+    out = tmp_path / "job"
+    options = JobOptions(model=str(tiny_model_dir), adapter=None)
+    report = run_distributed(
+        REQUESTS, seed=SEED, out_dir=out, workers=1, options=options, shard_size=2, progress=False
+    )
+    assert os.path.exists(marker) and sorted(report.ran) == [0, 1, 2] and not report.failed
+    assert list(read_records(out)) == single_process(tiny_model, REQUESTS, SEED)
