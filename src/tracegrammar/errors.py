@@ -9,7 +9,11 @@ TracegrammarError                  the root: `except TracegrammarError` catches 
 │   ├── OutputPathError            an output path that cannot, or must not, be written
 │   ├── UsageError                 a command-line flag with a value no run can use
 │   ├── ModelError                 a base model or adapter that cannot be used
-│   └── TrainError                 bad training input or an unusable training folder
+│   ├── TrainError                 bad training input or an unusable training folder
+│   ├── MissingExtraError          an optional extra (`tracegrammar[ray]`, `[send]`) not installed
+│   └── SendError                  a trace endpoint that cannot be reached or refuses the spans
+├── ShardsUnfinishedError          a distributed job ended with shards a worker failed on past
+│   (also RuntimeError)            its retries; the manifest names them, a rerun finishes them
 └── EngineError (also RuntimeError) the decoder broke a promise: a bug, never the caller's fault
 ```
 
@@ -68,6 +72,26 @@ class ModelError(InputError):
 
 class TrainError(InputError):
     """Bad training input or an unusable output directory; one line naming what and where."""
+
+
+class MissingExtraError(InputError):
+    """An optional feature whose packages are not installed; the message says what to install."""
+
+    def __init__(self, feature: str, extra: str) -> None:
+        super().__init__(
+            f"{feature} needs the `{extra}` extra: pip install 'tracegrammar[{extra}]'"
+        )
+        self.extra = extra
+
+
+class SendError(InputError):
+    """A trace endpoint that cannot be reached or refuses every span; names the endpoint."""
+
+
+class ShardsUnfinishedError(TracegrammarError, RuntimeError):
+    """A distributed job ended with shards unfinished (a worker failed past its retries).
+
+    What finished is kept; the manifest names the rest, and the same call again finishes them."""
 
 
 class EngineError(TracegrammarError, RuntimeError):

@@ -33,6 +33,25 @@ def graph_to_dict(graph: CallGraph, **extra: Any) -> dict[str, Any]:
     }
 
 
+def generation_record(generation: Any) -> dict[str, Any]:
+    """The JSON Lines record `generate` writes for one `Generation`: the graph with its verdict
+    and request, or (no graph could be parsed) the service and the start of the text."""
+    g = generation
+    if g.graph is None:
+        return {
+            "service": g.constraints.service,
+            "edges": [],
+            "valid": False,
+            "text": g.text[:2000],
+        }
+    return graph_to_dict(
+        g.graph,
+        valid=g.valid,
+        constraints=g.constraints.as_dict(),
+        violations=[str(v) for v in g.violations[:5]],
+    )
+
+
 def graph_from_dict(data: dict[str, Any]) -> CallGraph:
     try:
         edges = tuple(

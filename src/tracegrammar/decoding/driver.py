@@ -129,11 +129,18 @@ def run_generation(
     novel_calls: bool = False,
     fast_forward: bool = True,
     progress: bool = False,
+    only: range | None = None,
 ) -> GenerationRun:
     """`generate` with every output kept (`Generation`: text, graph, the oracle's verdict) and
-    what the run measured (forward passes, forced and sampled tokens, time)."""
+    what the run measured (forward passes, forced and sampled tokens, time).
+
+    `only`: generate just the requests at these positions of the request list (a contiguous
+    range); each comes out exactly as in the whole run, so a job can be split into shards and
+    run on several machines (`tracegrammar.distributed`)."""
     config = GenerationConfig(temperature, top_k, seed, constrained, fmt, novel_calls, fast_forward)
-    return run_with(config, constraints, n, model=model, reference=reference, progress=progress)
+    return run_with(
+        config, constraints, n, model=model, reference=reference, progress=progress, only=only
+    )
 
 
 def run_with(
@@ -144,9 +151,16 @@ def run_with(
     model: LoadedModel | str | Path | None = None,
     reference: Reference | None = None,
     progress: bool = False,
+    only: range | None = None,
 ) -> GenerationRun:
-    """The run behind `generate` and `run_generation`, configured by one `GenerationConfig`."""
+    """The run behind `generate` and `run_generation`, configured by one `GenerationConfig`.
+
+    A graph's output depends only on (seed, its position in the request list, its request): its
+    layers sample from generators seeded by (seed, position, rpc id), and its unset attributes
+    come from one `random.Random(seed)` drawn in request order. So with `only`, the shapes are
+    still drawn for every request (cheap, no model call) and the positions keep their numbers."""
     requests = _requests(constraints, n)
+    window = _window(only, len(requests))
     lm = resolve_model(model)
     config = config.seeded()
     assert config.seed is not None
@@ -161,12 +175,13 @@ def run_with(
     scopes = call_scopes(
         requests, [s[1] for s in shapes], reference if semantic else None, config.novel_calls
     )
+    requests, shapes, scopes = requests[window], shapes[window], scopes[window]
     writers: Writers
     if config.constrained:
         writers = ConstrainedWriters(lm.engine(), config.fmt, scopes)
     else:
         writers = FreeWriters(lm.tokenizer, lm.tokenizer.eos_token_id, config.fmt)
-    run = _Run(lm, config, writers, None if config.novel_calls else reference)
+    run = _Run(lm, config, writers, None if config.novel_calls else reference, window.start)
     return run.run(requests, shapes, scopes, progress)
 
 
@@ -256,6 +271,17 @@ def _requests(constraints: Constraints | Sequence[Constraints], n: int) -> list[
     return [c for c in items for _ in range(n)]
 
 
+def _window(only: range | None, total: int) -> slice:
+    """The positions `only` names, as a slice of the request list (all of it when None)."""
+    if only is None:
+        return slice(0, total)
+    if not isinstance(only, range) or only.step != 1 or not 0 <= only.start < only.stop <= total:
+        raise InputError(
+            f"only must be a non-empty range of positions within the {total} requests, got {only!r}"
+        )
+    return slice(only.start, only.stop)
+
+
 def _check_context(c: Constraints, num_edges: int, fmt: str, context: int) -> None:
     if fmt == "tabular":
         need = PROMPT_TOKENS + ROW_TOKENS * num_edges
@@ -282,8 +308,11 @@ class _Run:
         config: GenerationConfig,
         writers: Writers,
         check_reference: Reference | None,
+        first: int = 0,
     ) -> None:
         self.config = config
+        #: the position in the whole request list of this run's first graph (see `only`)
+        self.first = first
         self.stats = GenerationStats()
         self.scheduler = WaveScheduler(
             lm, writers, config.temperature, config.top_k, config.fast_forward, self.stats
@@ -331,7 +360,7 @@ class _Run:
         cond = root_conditions(c.service, num, depth, latency)
         prompt = tabular_prompt(c) if self.config.fmt == "tabular" else root_prompt(c, cond)
         assert self.config.seed is not None
-        return LayerJob(i, None, cond, prompt, layer_rng(self.config.seed, i, None))
+        return LayerJob(i, None, cond, prompt, layer_rng(self.config.seed, self.first + i, None))
 
     def _absorb(self, job: LayerJob, text: str) -> list[LayerJob]:
         """Add a finished layer to its graph; return the layers its blocks ask for."""
@@ -352,7 +381,7 @@ class _Run:
         return [
             LayerJob(
                 job.graph, rid, cond, render_layer_prompt(cond),
-                layer_rng(self.config.seed, job.graph, rid),
+                layer_rng(self.config.seed, self.first + job.graph, rid),
             )
             for rid, cond in children
         ]  # fmt: skip
