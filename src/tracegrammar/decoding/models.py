@@ -16,6 +16,7 @@ import importlib.util
 import os
 import shutil
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -241,7 +242,11 @@ def _with_adapter(model: Any, base: Path, adapter: Path) -> Any:
             f"(hidden, layers, vocab), this base {base} is {mine}"
         )
     try:
-        wrapped = PeftModel.from_pretrained(model, adapter)
+        with warnings.catch_warnings():
+            # peft 0.21 reads transformers' deprecated `is_gradient_checkpointing` (a
+            # FutureWarning on every load); nothing here uses checkpointing
+            warnings.filterwarnings("ignore", "`is_gradient_checkpointing` is deprecated")
+            wrapped = PeftModel.from_pretrained(model, adapter)
     except (OSError, RuntimeError, ValueError, KeyError, SafetensorError) as exc:
         raise ModelError(f"{adapter}: does not fit base {base}: {_first_line(exc)}") from None
     # a damaged file can decode to NaN/inf weights: refuse it now, not with NaN logits later
