@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from .constraints import MS_RE, SERVICE_RE, Constraints
-from .encode import LAYER_FORMATS, ParsedLayer, ParseError, parse_layer_text, parse_tabular
+from .encode import LAYER_ENCODINGS, ParsedLayer, ParseError, parse_layer_text, parse_tabular
 from .reference import Reference
 from .rules import (
     BLOCK_COPY_FIELDS,
@@ -335,7 +335,7 @@ def _as_parsed(layer: Layer | ParsedLayer | str, fmt: str) -> ParsedLayer:
     if isinstance(layer, ParsedLayer):
         return layer
     if isinstance(layer, str):
-        if fmt not in LAYER_FORMATS:
+        if fmt not in LAYER_ENCODINGS:
             raise ParseError(f"unknown layer format {fmt!r}")
         return parse_layer_text(layer, fmt)
     return ParsedLayer(

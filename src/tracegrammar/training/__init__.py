@@ -4,8 +4,8 @@ Importing this package does not import torch; `lora` imports it inside the funct
 """
 
 from .datasets import (
-    FORMATS,
     IGNORE_INDEX,
+    SAMPLE_FORMATS,
     Encoded,
     Sample,
     SampleTooLong,
@@ -21,8 +21,8 @@ from .datasets import (
 from .lora import TrainConfig, TrainError, TrainResult, train
 
 __all__ = [
-    "FORMATS",
     "IGNORE_INDEX",
+    "SAMPLE_FORMATS",
     "Encoded",
     "Sample",
     "SampleTooLong",

@@ -45,8 +45,8 @@ from ..reference import REFERENCE_FILE, Reference
 from ..traces import graph_hash, load_traces
 from ..types import CallGraph
 from .datasets import (
-    FORMATS,
     IGNORE_INDEX,
+    SAMPLE_FORMATS,
     Encoded,
     Split,
     build_samples,
@@ -154,8 +154,8 @@ class TrainConfig:
 
 
 def _problems(c: TrainConfig) -> Iterator[str]:
-    if c.format not in FORMATS:
-        yield f"format must be one of {FORMATS}, got {c.format!r}"
+    if c.format not in SAMPLE_FORMATS:
+        yield f"format must be one of {SAMPLE_FORMATS}, got {c.format!r}"
     if not 0.0 <= c.drop_prob <= 1.0:
         yield f"drop_prob must be in [0, 1], got {c.drop_prob}"
     for name in ("max_length", "r", "batch_size", "micro_batch_size", "eval_every", "save_every"):
