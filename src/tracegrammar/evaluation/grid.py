@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..constraints import Constraints
+from ..rules import feasible_shape
 from ..types import CallGraph
 
 #: Constrained decoding, or the same model writing freely (the comparison).
@@ -24,12 +25,13 @@ class Cell:
 
 
 def grid(max_edges: int = 30, max_depth: int = 6) -> list[Cell]:
-    """The papers' cells: depth <= num_edges, and depth 1 only with one call (136 for 30 x 6)."""
+    """The papers' cells: the feasible shapes (`rules.feasible_shape`: depth <= num_edges, depth
+    1 only with one call), 136 for 30 x 6."""
     return [
         Cell(n, d)
         for n in range(1, max_edges + 1)
         for d in range(1, max_depth + 1)
-        if d <= n and (d > 1 or n == 1) and (n == 1) == (d == 1)
+        if feasible_shape(n, d)
     ]
 
 
