@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from ..training.datasets import SAMPLE_FORMATS
 
 if TYPE_CHECKING:  # torch-free either way, but keep `--help` from importing the trainer
-    from ..training.lora import TrainConfig
+    from ..training.config import TrainConfig
 
 
 def register_train(p: argparse.ArgumentParser) -> None:
@@ -54,7 +54,7 @@ def register_train(p: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """The YAML (or the defaults) with every given flag on top."""
-    from ..training.lora import TrainConfig
+    from ..training.config import TrainConfig
 
     cfg = TrainConfig.from_yaml(args.config) if args.config else TrainConfig()
     data = tuple(str(Path(d).resolve()) for d in args.data) if args.data else None
@@ -79,7 +79,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from ..training.lora import train
+    from ..training.loop import train
 
     result = train(config_from_args(args), args.out, stop_after=args.stop_after)
     state = "finished" if result.finished else "stopped (resume with the same command)"
