@@ -26,9 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import DEFAULT_DATA, machine, write
 from tracegrammar import Constraints
-from tracegrammar.benchmark import table_lines
 from tracegrammar.decoding.driver import GenerationRun, default_adapter_dir, run_generation
 from tracegrammar.decoding.models import LoadedModel, load_model
+from tracegrammar.evaluation.tables import table_lines
 from tracegrammar.training.datasets import recipe_split
 
 MODES = {

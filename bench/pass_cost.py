@@ -28,11 +28,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch
 
 from common import machine, write
-from tracegrammar.benchmark import table_lines
 from tracegrammar.decoding.attention import NAME
 from tracegrammar.decoding.batch import last_position
 from tracegrammar.decoding.driver import default_adapter_dir
 from tracegrammar.decoding.models import load_model
+from tracegrammar.evaluation.tables import table_lines
 
 VARIANTS = {
     "transformers defaults (keep=1, sdpa)": (False, "sdpa"),

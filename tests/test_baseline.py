@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tracegrammar.baseline import ProbabilisticBaseline
+from tracegrammar.cli.eval import register_baseline
 from tracegrammar.constraints import Constraints
-from tracegrammar.eval_cli import register_baseline
 from tracegrammar.io import read_jsonl
 from tracegrammar.oracle import check
 from tracegrammar.reference import Reference

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 
-from tracegrammar.benchmark import grid, summarize
 from tracegrammar.cli import main
+from tracegrammar.evaluation.grid import grid
+from tracegrammar.evaluation.validity_report import summarize
 
 
 def test_grid_is_the_papers_136_cells():
@@ -74,13 +75,13 @@ def test_time_limit_leaves_the_rest_for_a_rerun(tiny_model_dir, shared_data, tmp
 
 
 def test_only_picks_cells_and_refuses_ones_off_the_grid(capsys):
-    from argparse import Namespace
+    from tracegrammar.evaluation.grid import Cell
+    from tracegrammar.evaluation.validity import ValidityOptions, plan
 
-    from tracegrammar.benchmark import Cell, plan
-
-    args = Namespace(max_edges=30, max_depth=6, cells=0, seed=0, temperatures=[0.8],
-                     modes=["constrained"], formats=["layer"], only=[Cell(14, 6), Cell(3, 2)])  # fmt: skip
-    assert [p[0] for p in plan(args)] == [Cell(3, 2), Cell(14, 6)]
+    opts = ValidityOptions(max_edges=30, max_depth=6, cells=0, seed=0, temperatures=(0.8,),
+                           modes=("constrained",), encodings=("layer",),
+                           only=(Cell(14, 6), Cell(3, 2)))  # fmt: skip
+    assert [p[0] for p in plan(opts)] == [Cell(3, 2), Cell(14, 6)]
     assert main(["bench", "validity", "--only", "3x7"]) == 2
     assert "3x7 is not in the grid" in capsys.readouterr().err
 
@@ -88,7 +89,7 @@ def test_only_picks_cells_and_refuses_ones_off_the_grid(capsys):
 def test_a_failing_cell_is_reported_and_left_for_a_rerun(
     tiny_model_dir, shared_data, tmp_path, capsys, monkeypatch
 ):
-    import tracegrammar.benchmark as bench
+    import tracegrammar.evaluation.validity as bench
 
     real_run_cell = bench.run_cell
 
@@ -117,7 +118,7 @@ def _rec(n, d, mode, validity, wall, samples=10, fmt="layer", t=0.8):
 
 
 def test_speed_pools_the_cells_run_in_both_modes():
-    from tracegrammar.benchmark import speed
+    from tracegrammar.evaluation.validity_report import speed
 
     records = [
         _rec(2, 2, "constrained", 1.0, 4.0),

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from tracegrammar.benchmark import read_records
 from tracegrammar.errors import InputError
+from tracegrammar.evaluation.validity import read_records
 
 A, B = {"num_edges": 1, "depth": 1}, {"num_edges": 2, "depth": 2}
 

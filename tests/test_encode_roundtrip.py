@@ -16,7 +16,7 @@ from tracegrammar.encode import (
     render_layers,
     render_tabular,
 )
-from tracegrammar.grammar import FORMATS, grammar_text, parser
+from tracegrammar.grammar import ENCODINGS, grammar_text, parser
 from tracegrammar.layers import decompose
 
 from .strategies import call_graphs, layers
@@ -46,7 +46,7 @@ def test_shuffled_partial_prompt_parses(layer):
     assert parse_conditions(render_conditions(subset)) == subset
 
 
-@pytest.mark.parametrize("fmt", sorted(FORMATS))
+@pytest.mark.parametrize("fmt", sorted(ENCODINGS))
 @settings(max_examples=60, deadline=None)
 @given(data=__import__("hypothesis").strategies.data())
 def test_grammar_generated_text_parses(fmt, data):

@@ -58,13 +58,13 @@ def test_train_config_not_utf8(tmp_path, capsys):
 
 @pytest.mark.parametrize("content", [b"not json", b"\xff", b"[1, 2]"])
 def test_damaged_previous_run_is_a_train_error(tmp_path, content):
-    from tracegrammar.training.lora import CHECKPOINTS, _previous_run
+    from tracegrammar.training.checkpoint import CHECKPOINTS, previous_run
 
     ckpt = tmp_path / "out" / CHECKPOINTS / "step-00000001"
     ckpt.mkdir(parents=True)
     (ckpt / "state.json").write_bytes(content)
     with pytest.raises(TrainError, match=r"state\.json: "):
-        _previous_run(tmp_path / "out")
+        previous_run(tmp_path / "out")
 
 
 @pytest.mark.parametrize("content", [b"not json", b"[[1, 2]]", b'{"a": 1}', b"\xff"])

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from tracegrammar.exports.cli import register_draw
+from tracegrammar.cli.export import register_draw
 from tracegrammar.exports.draw import draw
 from tracegrammar.io import write_jsonl
 from tracegrammar.types import USER, CallGraph, Edge

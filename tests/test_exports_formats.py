@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from tracegrammar import LoadReport, load_traces
-from tracegrammar.exports import DEFAULT_BASE_EPOCH_NS, FORMATS, render, write
+from tracegrammar.exports import DEFAULT_BASE_EPOCH_NS, EXPORT_FORMATS, render, write
 from tracegrammar.exports._spans import trace_id
 from tracegrammar.exports.alibaba_csv import COLUMNS
 from tracegrammar.io import read_jsonl
@@ -241,7 +241,7 @@ def test_zipkin_v2_schema_and_tree(graphs):
 
 
 def test_every_format_is_deterministic_and_equal_graphs_get_distinct_traces():
-    for fmt in FORMATS:
+    for fmt in EXPORT_FORMATS:
         assert render([EXAMPLE, EXAMPLE], fmt) == render([EXAMPLE, EXAMPLE], fmt)
     zipkin = json.loads(render([EXAMPLE, EXAMPLE], "zipkin-json"))
     assert len({s["traceId"] for s in zipkin}) == 2
@@ -258,7 +258,7 @@ def test_base_epoch_moves_times_and_zero_is_refused():
 def test_unknown_format_names_value_and_known_formats(tmp_path):
     with pytest.raises(ValueError, match="'parquet'") as info:
         render([EXAMPLE], "parquet")
-    assert all(f in str(info.value) for f in FORMATS)
+    assert all(f in str(info.value) for f in EXPORT_FORMATS)
     target = tmp_path / "out.json"
     target.write_text("before")
     with pytest.raises(ValueError):
@@ -274,7 +274,7 @@ def test_single_graph_is_accepted(tmp_path):
 def test_export_command_writes_the_chosen_format(tmp_path, capsys):
     import argparse
 
-    from tracegrammar.exports.cli import register_export
+    from tracegrammar.cli.export import register_export
     from tracegrammar.io import write_jsonl
 
     write_jsonl([EXAMPLE], tmp_path / "g.jsonl")

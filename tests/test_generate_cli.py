@@ -9,7 +9,7 @@ import pytest
 
 from tracegrammar import check, load_traces
 from tracegrammar.cli import main
-from tracegrammar.exports import FORMATS
+from tracegrammar.exports import EXPORT_FORMATS
 from tracegrammar.io import read_jsonl
 
 
@@ -55,7 +55,7 @@ def test_request_file_and_directory_output(tiny_model_dir, tmp_path):
     assert sorted(g.num_edges for g in graphs) == [1, 3, 3]
 
 
-@pytest.mark.parametrize("fmt", [f for f in FORMATS if f not in {"jsonl", "alibaba-csv"}])
+@pytest.mark.parametrize("fmt", [f for f in EXPORT_FORMATS if f not in {"jsonl", "alibaba-csv"}])
 def test_trace_formats(tiny_model_dir, tmp_path, fmt):
     out = tmp_path / "g.json"
     assert (

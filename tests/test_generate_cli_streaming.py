@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from tracegrammar import check
-from tracegrammar import generate_cli as gc
+from tracegrammar.cli import generate as gc
 from tracegrammar.cli import main
 from tracegrammar.io import read_jsonl
 

@@ -127,7 +127,7 @@ def test_stale_cleanup_never_follows_a_link(tmp_path):
 
 
 def test_training_folder_keeps_unrelated_temporaries(tmp_path):
-    from tracegrammar.training.lora import CHECKPOINTS, _remove_temporaries
+    from tracegrammar.training.checkpoint import CHECKPOINTS, remove_temporaries
 
     out = tmp_path / "adapter"
     (out / CHECKPOINTS).mkdir(parents=True)
@@ -141,7 +141,7 @@ def test_training_folder_keeps_unrelated_temporaries(tmp_path):
     ]
     for p in ours:
         p.mkdir() if "loss" not in p.name else p.write_text("partial")
-    _remove_temporaries(out)
+    remove_temporaries(out)
     assert all(p.exists() for p in unrelated) and not any(p.exists() for p in ours)
 
 

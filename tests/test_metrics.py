@@ -16,8 +16,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tracegrammar.cli.eval import register_eval
 from tracegrammar.constraints import Constraints
-from tracegrammar.eval_cli import register_eval
 from tracegrammar.io import write_jsonl
 from tracegrammar.metrics import (
     Features,

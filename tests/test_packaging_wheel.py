@@ -56,13 +56,13 @@ import tracegrammar as tg
 assert inside(tg.__file__), f"tracegrammar imported from {tg.__file__}, not from {venv}"
 assert not any("editable" in repr(f) for f in sys.meta_path), sys.meta_path
 
-from tracegrammar.grammar import FORMATS, grammar_dir, grammar_text, parser
+from tracegrammar.grammar import ENCODINGS, grammar_dir, grammar_text, parser
 from tracegrammar.decoding.driver import default_adapter_dir
 from tracegrammar.decoding.models import ADAPTER_META
 from tracegrammar.decoding.prior import PRIOR_FILE, Prior
 
 assert inside(grammar_dir()), grammar_dir()
-for fmt in FORMATS:
+for fmt in ENCODINGS:
     parser(fmt)
 
 adapter = default_adapter_dir()

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tracegrammar.cli.train import main
 from tracegrammar.decoding.models import ADAPTER_META, ModelError, load_model
-from tracegrammar.training.cli import main
 from tracegrammar.training.lora import (
     CHECKPOINTS,
     LOSS_CSV,

@@ -35,6 +35,7 @@ import numpy as np
 from .constraints import Constraints
 from .errors import InputError
 from .io import atomic_writer
+from .rules import feasible_shape, nearest_feasible_depth
 from .types import CALL_TYPES, ROOT_ID, USER, CallGraph, Edge
 
 FORMAT = "tracegrammar.baseline/1"
@@ -177,12 +178,12 @@ class ProbabilisticBaseline:
         for v, k in rows.get(ANY, {}).items():
             n, d = _pair(v)
             n, d = (c.num_edges, d) if c.num_edges is not None else (n, c.depth or d)
-            if d <= n and (d == 1) == (n == 1):
+            if feasible_shape(n, d):
                 marginal[f"{n},{d}"] += k
         if marginal:
             return _pair(_choose(dict(marginal), rng))
         n = c.num_edges if c.num_edges is not None else c.depth or 1
-        return n, c.depth if c.depth is not None else min(n, 2)
+        return n, c.depth if c.depth is not None else nearest_feasible_depth(n, 2)
 
     def _tree(self, num_edges: int, depth: int, rng: np.random.Generator) -> list[_Node]:
         """A tree with exactly `num_edges` calls and depth `depth`: a spine down to `depth`, then

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from .errors import ConstraintError
+from .rules import shape_problem
 
 SERVICE_RE = re.compile(r"S_(0|[1-9][0-9]*)")
 #: A microservice name: Alibaba v2022 `MS_<n>` (at most five digits) or a v2021 64-hex hash.
@@ -81,15 +82,9 @@ def validate(c: Constraints) -> None:
     if c.latency is not None and c.latency < 0:
         raise ConstraintError(f"latency must be >= 0 ms, got {c.latency}", "latency")
     if c.num_edges is not None and c.depth is not None:
-        if c.depth > c.num_edges:
-            raise ConstraintError(
-                f"depth={c.depth} needs at least {c.depth} edges, but num_edges={c.num_edges}",
-                "depth",
-            )
-        if c.depth == 1 and c.num_edges > 1:
-            raise ConstraintError(
-                f"depth=1 allows only the root call, but num_edges={c.num_edges}", "depth"
-            )
+        problem = shape_problem(c.num_edges, c.depth)
+        if problem is not None:
+            raise ConstraintError(problem, "depth")
 
 
 #: Limits that protect the machine. The papers' grid stops at 30 calls and real graphs of the

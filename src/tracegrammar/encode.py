@@ -29,7 +29,7 @@ from .types import (
     SubgraphBlock,
 )
 
-LAYER_FORMATS = ("layer", "layer_instruct")
+LAYER_ENCODINGS = ("layer", "layer_instruct")
 INT_CONDITIONS = frozenset(CONDITION_FIELDS) - {"service", "start_node", "caller"}
 GRAPH_ATTRIBUTES = ("service", "num_edges", "depth", "latency")
 
@@ -119,8 +119,8 @@ def render_tabular(graph: CallGraph) -> str:
 
 
 def _check_layer_format(fmt: str) -> None:
-    if fmt not in LAYER_FORMATS:
-        raise InputError(f"layer format must be one of {LAYER_FORMATS}, got {fmt!r}")
+    if fmt not in LAYER_ENCODINGS:
+        raise InputError(f"layer format must be one of {LAYER_ENCODINGS}, got {fmt!r}")
 
 
 # ------------------------------------------------------------------------------------------------

@@ -17,8 +17,10 @@ from lark import Lark
 
 from .resources import package_data
 
-#: format name -> the grammar files it is composed of, in order.
-FORMATS: dict[str, tuple[str, ...]] = {
+#: The text encodings: name -> the grammar files it is composed of, in order. Not the trainer's
+#: sample formats (`training.datasets.SAMPLE_FORMATS`) nor the export formats
+#: (`exports.EXPORT_FORMATS`).
+ENCODINGS: dict[str, tuple[str, ...]] = {
     "layer": ("common.lark", "layer.lark"),
     "layer_instruct": ("common.lark", "layer.lark", "layer_instruct.lark"),
     "tabular": ("common.lark", "tabular.lark"),
@@ -68,10 +70,10 @@ def join_definitions(defs: dict[str, str]) -> str:
 
 @cache
 def format_definitions(fmt: str) -> tuple[tuple[str, str], ...]:
-    if fmt not in FORMATS:
-        raise GrammarError(f"unknown format {fmt!r}; known: {', '.join(FORMATS)}")
+    if fmt not in ENCODINGS:
+        raise GrammarError(f"unknown format {fmt!r}; known: {', '.join(ENCODINGS)}")
     defs: dict[str, str] = {}
-    for name in FORMATS[fmt]:
+    for name in ENCODINGS[fmt]:
         defs.update(split_definitions((grammar_dir() / name).read_text()))
     return tuple(defs.items())
 

@@ -124,6 +124,32 @@ def allowed(rules: Sequence[Rule]) -> IntSet:
 # ------------------------------------------------------------------------------------------------
 
 
+def feasible_shape(num_edges: int, depth: int) -> bool:
+    """Whether a call graph of `num_edges` calls can have depth `depth`: a chain needs one call
+    per level (depth <= num_edges), and depth 1 is the root call alone (depth 1 iff one call).
+    The one statement of this rule: requests (`constraints.validate`), the baseline, the shape
+    prior and the benchmark grid all ask it; at layer level it is `depth_range` and
+    `current_edges_range` of the root layer (a test checks they agree)."""
+    return 1 <= depth <= num_edges and (depth == 1) == (num_edges == 1)
+
+
+def shape_problem(num_edges: int, depth: int) -> str | None:
+    """Why `feasible_shape(num_edges, depth)` is false, in words; None when it is true."""
+    if feasible_shape(num_edges, depth):
+        return None
+    if num_edges < 1 or depth < 1:
+        return f"num_edges and depth must be >= 1, got num_edges={num_edges}, depth={depth}"
+    if depth > num_edges:
+        return f"depth={depth} needs at least {depth} edges, but num_edges={num_edges}"
+    return f"depth=1 allows only the root call, but num_edges={num_edges}"
+
+
+def nearest_feasible_depth(num_edges: int, depth: int) -> int:
+    """The feasible depth for `num_edges` calls closest to `depth` (1 for one call, else clamped
+    to 2..num_edges): how the baseline and the shape prior complete an open depth."""
+    return 1 if num_edges == 1 else min(max(depth, 2), num_edges)
+
+
 def depth_range(num_edges: int) -> IntSet:
     """remaining_depth for a subtree of `num_edges` edges: a chain needs d+1 edges."""
     return IntSet.range(0, num_edges - 1)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ..constraints import Constraints
 from ..errors import ModelError
+from ..rules import feasible_shape, nearest_feasible_depth
 from ..types import CallGraph
 
 PRIOR_FILE = "prior.json"
@@ -53,10 +54,9 @@ class Prior:
         n, d, lat = rng.choice(fits) if fits else rng.choice(self.shapes)
         n = c.num_edges if c.num_edges is not None else n
         d = c.depth if c.depth is not None else d
-        if c.num_edges is None and n < d:
-            n = d
+        if c.num_edges is None and not feasible_shape(n, d):
+            n = d  # the fewest calls a graph of the requested depth has
         if c.depth is None:
-            d = min(d, n) if n > 1 else 1
-            d = max(d, 2) if n > 1 else d
+            d = nearest_feasible_depth(n, d)
         latency = c.latency if c.latency is not None else max(lat, 1)
         return n, d, latency

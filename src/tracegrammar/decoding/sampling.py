@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 import torch
 
 from ..errors import InputError
-from ..grammar import FORMATS as ENCODINGS
+from ..grammar import ENCODINGS
 
 
 @dataclass(frozen=True)

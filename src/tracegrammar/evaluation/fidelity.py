@@ -12,12 +12,12 @@ chunk) and then one line to `OUT/records.jsonl`; a rerun skips the chunks alread
 a line cut short by a killed run (the last of a file) is dropped and redone. Chunks run
 interleaved (chunk 0 of every source, then chunk 1, ...), so a stopped run still has every
 source at about the same sample size. The summary (`report.write_summary`) is written at the end,
-or from the files alone with `--summary-only`.
+or from the files alone with `--summary-only`. The run takes a frozen `FidelityOptions` (the
+command line builds it in `cli/bench.py`).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from ..constraints import Constraints
+from ..errors import InputError, UsageError
 from ..io import atomic_writer, graph_from_dict, graph_to_dict
 from ..metrics import Outcome, instruction_accuracy, validity
 from ..types import CallGraph
@@ -39,6 +40,27 @@ SLOW_GRAPHS = 300  # per slow source
 CHUNK = 48
 RECORDS = "records.jsonl"
 META = "meta.json"
+
+
+@dataclass(frozen=True)
+class FidelityOptions:
+    """One fidelity run. `adapter` is already resolved: a folder, or None for the bare base."""
+
+    data: str = "../shared/data"
+    out: str = "bench/results/fidelity"
+    graphs: int = GRAPHS  # per fast source
+    slow_graphs: int = SLOW_GRAPHS  # per slow source
+    sources: tuple[str, ...] = ()  # empty: every source, in table order
+    max_edges: int = 0  # prompts only from validation graphs with at most this many calls
+    temperature: float = 0.8
+    chunk: int = CHUNK
+    bootstrap: int = 200
+    model: str | None = None
+    adapter: str | None = None
+
+    @property
+    def source_names(self) -> tuple[str, ...]:
+        return self.sources or tuple(SOURCES)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -196,7 +218,7 @@ def plan(
     if max_edges:
         validation = [g for g in validation if g.num_edges <= max_edges]
     if not validation:
-        raise ValueError(f"no validation graphs to take prompts from (max_edges={max_edges})")
+        raise InputError(f"no validation graphs to take prompts from (max_edges={max_edges})")
     prompts = [
         Constraints(g.service, g.num_edges, g.depth, g.latency)
         for g in (validation[p % len(validation)] for p in range(count))
@@ -206,8 +228,8 @@ def plan(
     ]
 
 
-def source_count(name: str, args: argparse.Namespace) -> int:
-    return args.slow_graphs if SOURCES[name].slow else args.graphs
+def source_count(name: str, opts: FidelityOptions) -> int:
+    return opts.slow_graphs if SOURCES[name].slow else opts.graphs
 
 
 # ------------------------------------------------------------------------------------------------
@@ -230,7 +252,7 @@ def read_lines(path: Path) -> tuple[list[dict[str, Any]], bool]:
         except json.JSONDecodeError as exc:
             if n == len(lines):
                 return out, True
-            raise ValueError(f"{path}:{n}: not JSON ({exc})") from None
+            raise UsageError(f"{path}:{n}: not JSON ({exc})") from None
     return out, False
 
 
@@ -358,135 +380,70 @@ def run_chunk(ctx: Context, out: Path, name: str, chunk: Chunk) -> tuple[Produce
     return made, chunk_s
 
 
-def check_options(args: argparse.Namespace) -> None:
-    """Every bad option fails here, in one line, before data, torch or a model is loaded."""
-    for flag, value in (("--graphs", args.graphs), ("--slow-graphs", args.slow_graphs),
-                        ("--chunk", args.chunk), ("--bootstrap", args.bootstrap)):  # fmt: skip
-        if value < 1:
-            raise ValueError(f"{flag} must be >= 1, got {value}")
-    if args.max_edges < 0:
-        raise ValueError(f"--max-edges must be >= 0 (0: all), got {args.max_edges}")
-    if not args.temperature >= 0:
-        raise ValueError(f"--temperature must be >= 0, got {args.temperature}")
-    if not args.sources:
-        raise ValueError("--sources: name at least one source")
-    bad = [s for s in args.sources if s not in SOURCES]
-    if bad:
-        raise ValueError(f"--sources: unknown source {bad[0]!r}; choose from {', '.join(SOURCES)}")
-    if not Path(args.data).exists():
-        raise ValueError(f"--data {args.data}: no such file or folder")
-
-
-def run_fidelity(args: argparse.Namespace) -> int:
+def run_fidelity(opts: FidelityOptions, model_name: str) -> int:
+    """Produce the chunks not yet recorded in `opts.out`, then write the summary; `model_name` is
+    how the summary names the model. The options are checked by the caller (`cli/bench.py`)."""
+    from ..training.datasets import recipe_split
     from .report import write_summary
 
-    out = Path(args.out)
-    if args.summary_only:
-        check_options(args)
-        write_summary(out, args.data)
-        print(f"rewrote {out}/summary.md, summary.json")
-        return 0
-    check_options(args)
-    from ..training.datasets import recipe_split
-
-    split = recipe_split(args.data)  # bad data fails here, before any model loads
+    out = Path(opts.out)
+    split = recipe_split(opts.data)  # bad data fails here, before any model loads
     out.mkdir(parents=True, exist_ok=True)
-    _check_same_run(out, args)
+    _check_same_run(out, opts)
+    names = opts.source_names
     plans = {
-        s: plan(split.validation, source_count(s, args), args.chunk, args.max_edges)
-        for s in args.sources
+        s: plan(split.validation, source_count(s, opts), opts.chunk, opts.max_edges) for s in names
     }
-    todo = list(pending(out, args.sources, plans))
-    adapter, model_name = _model_choice(args)
-    _write_meta(out, args, model_name, split)
-    ctx = Context(split, args.temperature, args.model, adapter)
-    progress = Progress({s: sum(1 for n, _ in todo if n == s) for s in args.sources})
+    todo = list(pending(out, names, plans))
+    _write_meta(out, opts, model_name, split)
+    ctx = Context(split, opts.temperature, opts.model, opts.adapter)
+    progress = Progress({s: sum(1 for n, _ in todo if n == s) for s in names})
     for name, chunk in todo:
         made, wall = run_chunk(ctx, out, name, chunk)
         progress.done(name, chunk, len(plans[name]), made, wall)
-    write_summary(out, args.data)
+    write_summary(out, opts.data)
     print(f"wrote {out}/summary.md, summary.json ({len(todo)} new chunks)")
     return 0
 
 
-def _model_choice(args: argparse.Namespace) -> tuple[str | None, str]:
-    """The adapter path and the model's name, without loading it (torch is imported here)."""
-    from ..decoding.driver import default_adapter_dir
-    from ..decoding.models import DEFAULT_NAME
+def rewrite_summary(out: Path, data: str) -> int:
+    """`--summary-only`: the summary again from the files in `out` (and the real `data`)."""
+    from .report import write_summary
 
-    adapter = None if args.adapter == "none" else (args.adapter or default_adapter_dir())
-    adapter = str(adapter) if adapter is not None else None
-    name = (args.model or DEFAULT_NAME) + (f"+{Path(adapter).name}" if adapter else "")
-    return adapter, name
+    write_summary(out, data)
+    print(f"rewrote {out}/summary.md, summary.json")
+    return 0
 
 
-def _check_same_run(out: Path, args: argparse.Namespace) -> None:
+def _check_same_run(out: Path, opts: FidelityOptions) -> None:
     """Records of another temperature or chunk size in `out` would mix two experiments."""
     meta_path = out / META
     if not meta_path.is_file():
         return
     meta = json.loads(meta_path.read_text())
     for key, value in (
-        ("temperature", args.temperature), ("chunk", args.chunk), ("max_edges", args.max_edges),
+        ("temperature", opts.temperature), ("chunk", opts.chunk), ("max_edges", opts.max_edges),
     ):  # fmt: skip
         if key in meta and meta[key] != value:
-            raise ValueError(
+            raise UsageError(
                 f"--out {out} holds a run with {key}={meta[key]}, not {value}: use another --out"
             )
 
 
-def _write_meta(out: Path, args: argparse.Namespace, model_name: str, split: Any) -> None:
-    from ..benchmark import machine
+def _write_meta(out: Path, opts: FidelityOptions, model_name: str, split: Any) -> None:
+    from .tables import machine
 
     meta = json.loads((out / META).read_text()) if (out / META).is_file() else {}
     machines = meta.get("machines", [])
     if machine() not in machines:
         machines.append(machine())
-    counts = {s: source_count(s, args) for s in args.sources}
+    counts = {s: source_count(s, opts) for s in opts.source_names}
     meta.update(
-        model=model_name, temperature=args.temperature, chunk=args.chunk, machines=machines,
-        max_edges=args.max_edges,
-        date=time.strftime("%Y-%m-%d"), data=str(args.data), bootstrap=args.bootstrap,
+        model=model_name, temperature=opts.temperature, chunk=opts.chunk, machines=machines,
+        max_edges=opts.max_edges,
+        date=time.strftime("%Y-%m-%d"), data=str(opts.data), bootstrap=opts.bootstrap,
         counts={**meta.get("counts", {}), **counts},
-        prompts=sum(not args.max_edges or g.num_edges <= args.max_edges for g in split.validation),
+        prompts=sum(not opts.max_edges or g.num_edges <= opts.max_edges for g in split.validation),
     )  # fmt: skip
     with atomic_writer(out / META) as fh:
         json.dump(meta, fh, indent=1)
-
-
-# ------------------------------------------------------------------------------------------------
-# command line
-# ------------------------------------------------------------------------------------------------
-
-
-def _sources(text: str) -> list[str]:
-    return [x for x in text.split(",") if x]  # checked by check_options: one line, exit 2
-
-
-def register_fidelity(sub: Any) -> None:
-    f = sub.add_parser("fidelity", help="every source side by side against the validation split")
-    f.add_argument("--data", default="../shared/data", help="real traces (default ../shared/data)")
-    f.add_argument("--graphs", type=int, default=GRAPHS, help=f"per fast source (default {GRAPHS})")
-    f.add_argument(
-        "--slow-graphs", type=int, default=SLOW_GRAPHS,
-        help=f"per slow source: global, novel, unconstrained (default {SLOW_GRAPHS})",
-    )  # fmt: skip
-    f.add_argument(
-        "--sources", type=_sources, default=list(SOURCES),
-        help=f"comma-separated, in table order (default {','.join(SOURCES)})",
-    )  # fmt: skip
-    f.add_argument(
-        "--max-edges", type=int, default=0,
-        help="prompts only from validation graphs with at most this many calls (default 0: all)",
-    )  # fmt: skip
-    f.add_argument("--temperature", type=float, default=0.8)
-    f.add_argument("--chunk", type=int, default=CHUNK, help=f"prompts per call (default {CHUNK})")
-    f.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples (default 200)")
-    f.add_argument("--out", default="bench/results/fidelity", help="output folder (resumes)")
-    f.add_argument("--model", help="base model directory (default: embedded SmolLM2)")
-    f.add_argument("--adapter", help="LoRA adapter (default: shipped; 'none' for the bare base)")
-    f.add_argument(
-        "--summary-only", action="store_true",
-        help="generate nothing: write the summary again from the files in --out (and --data)",
-    )  # fmt: skip
-    f.set_defaults(func=run_fidelity)

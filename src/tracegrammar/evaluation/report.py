@@ -11,6 +11,7 @@ from ..io import atomic_writer
 from .bootstrap import RESAMPLES, Interval
 from .fidelity import META, RECORDS, SOURCES, finished, read_graphs, read_lines
 from .scoring import METRICS, Real, diagnostics, score
+from .tables import table_lines
 from .usefulness import usefulness
 
 LABELS = {
@@ -109,8 +110,6 @@ def write_summary(out: Path, data: str | Path) -> dict[str, Any]:
 
 
 def markdown(summary: dict[str, Any]) -> str:
-    from ..benchmark import table_lines
-
     meta, sources = summary["meta"], summary["sources"]
     names = list(sources)
     counts = ", ".join(f"{s} {sources[s]['asked']}" for s in names)
@@ -154,8 +153,6 @@ def markdown(summary: dict[str, Any]) -> str:
 
 
 def diagnostics_table(summary: dict[str, Any]) -> list[str]:
-    from ..benchmark import table_lines
-
     cols = {"real (validation)": summary["real_diagnostics"]}
     cols.update({s: v["diagnostics"] for s, v in summary["sources"].items()})
     depths = sorted({d for c in cols.values() for d in c.get("width_by_depth", {})}, key=int)
@@ -181,8 +178,6 @@ def diagnostics_table(summary: dict[str, Any]) -> list[str]:
 
 
 def usefulness_table(rows: list[dict[str, Any]]) -> list[str]:
-    from ..benchmark import table_lines
-
     cells = [
         [
             r["task"],

@@ -23,9 +23,15 @@ from ..io import atomic_writer
 from ..types import CallGraph
 from ._spans import DEFAULT_BASE_EPOCH_NS, check_base
 
-FORMATS: tuple[str, ...] = ("jsonl", "alibaba-csv", "otlp-json", "jaeger-json", "zipkin-json")
+EXPORT_FORMATS: tuple[str, ...] = (
+    "jsonl",
+    "alibaba-csv",
+    "otlp-json",
+    "jaeger-json",
+    "zipkin-json",
+)
 
-__all__ = ["DEFAULT_BASE_EPOCH_NS", "FORMATS", "render", "write"]
+__all__ = ["DEFAULT_BASE_EPOCH_NS", "EXPORT_FORMATS", "render", "write"]
 
 
 def render(
@@ -74,7 +80,7 @@ def _renderer(fmt: str) -> Callable[[list[CallGraph], int], str]:
         from .zipkin import render_zipkin
 
         return render_zipkin
-    raise InputError(f"unknown export format {fmt!r} (known: {', '.join(FORMATS)})")
+    raise InputError(f"unknown export format {fmt!r} (known: {', '.join(EXPORT_FORMATS)})")
 
 
 def _jsonl(graphs: list[CallGraph], _base_epoch_ns: int) -> str:

@@ -1,11 +1,14 @@
 """Training: call graphs -> layer/tabular samples -> LoRA fine-tuning (see training/README.md).
 
-Importing this package does not import torch; `lora` imports it inside the functions that run.
+Importing this package does not import torch; `loop`, `optim` and `checkpoint` import it inside
+the functions that run.
 """
 
+from ..errors import TrainError
+from .config import TrainConfig
 from .datasets import (
-    FORMATS,
     IGNORE_INDEX,
+    SAMPLE_FORMATS,
     Encoded,
     Sample,
     SampleTooLong,
@@ -18,11 +21,11 @@ from .datasets import (
     split_graphs,
     tabular_sample,
 )
-from .lora import TrainConfig, TrainError, TrainResult, train
+from .loop import TrainResult, train
 
 __all__ = [
-    "FORMATS",
     "IGNORE_INDEX",
+    "SAMPLE_FORMATS",
     "Encoded",
     "Sample",
     "SampleTooLong",

@@ -34,8 +34,9 @@ from ..types import CallGraph
 
 SampleKind = Literal["layer", "layer_instruct", "tabular"]
 SAMPLE_KINDS: tuple[str, ...] = ("layer", "layer_instruct", "tabular")
-#: What `--format` accepts: one kind, or `mix` (both layer variants of every layer).
-FORMATS: tuple[str, ...] = (*SAMPLE_KINDS, "mix")
+#: What the trainer's sample format (`train --sample-format`, a recipe's `format:`) accepts: one
+#: kind, or `mix` (both layer variants of every layer).
+SAMPLE_FORMATS: tuple[str, ...] = (*SAMPLE_KINDS, "mix")
 MIX_KINDS: tuple[str, ...] = ("layer", "layer_instruct")
 _SERVICE_RE = re.compile(r"\bservice:([^ >]+)")
 IGNORE_INDEX = -100  # label of a token the loss skips (prompt and padding)
@@ -190,10 +191,10 @@ def graph_samples(
     salt: str = "",
     drop_prob: float = DEFAULT_DROP_PROB,
 ) -> list[Sample]:
-    """All samples of one graph in format `fmt` (see FORMATS). `salt` re-draws the thinning (the
+    """All samples of one graph in format `fmt` (see SAMPLE_FORMATS). `salt` re-draws the thinning (the
     trainer passes the epoch, so every epoch sees other attribute subsets of the same graph)."""
-    if fmt not in FORMATS:
-        raise InputError(f"format must be one of {FORMATS}, got {fmt!r}")
+    if fmt not in SAMPLE_FORMATS:
+        raise InputError(f"format must be one of {SAMPLE_FORMATS}, got {fmt!r}")
     key = graph_hash(graph)
     kinds = MIX_KINDS if fmt == "mix" else (fmt,)
     out: list[Sample] = []

@@ -1,8 +1,8 @@
 """`tracegrammar train`: the argparse side of LoRA fine-tuning.
 
-`register_train(parser)` fills a sub-command parser (the main CLI wires it in); `main(argv)` runs
-it standalone (`python -m tracegrammar.training ...`), with the same one-line errors and exit
-code 2 as the main CLI. Flags override the `--config` YAML, which overrides `TrainConfig`'s
+`register_train(parser)` fills the sub-command's parser; `main(argv)` runs it standalone
+(`python -m tracegrammar.training ...`), with the same one-line errors and exit code 2 as the main
+CLI. Flags override the `--config` YAML, which overrides `TrainConfig`'s
 defaults.
 """
 
@@ -14,10 +14,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .datasets import FORMATS
+from ..training.datasets import SAMPLE_FORMATS
 
 if TYPE_CHECKING:  # torch-free either way, but keep `--help` from importing the trainer
-    from .lora import TrainConfig
+    from ..training.config import TrainConfig
 
 
 def register_train(p: argparse.ArgumentParser) -> None:
@@ -26,7 +26,14 @@ def register_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, metavar="DIR", help="adapter and checkpoint folder")
     p.add_argument("--config", metavar="YAML", help="recipe, e.g. training/default.yaml")
     p.add_argument("--base", metavar="MODEL_DIR", help="local HF model (default: embedded SmolLM2)")
-    p.add_argument("--format", choices=FORMATS, help="sample format (mix: layer + layer_instruct)")
+    p.add_argument(
+        "--sample-format",
+        dest="sample_format",
+        choices=SAMPLE_FORMATS,
+        help="sample format (mix: layer + layer_instruct)",
+    )
+    # the earlier name, kept working but hidden: `--format` is the export format elsewhere
+    p.add_argument("--format", dest="sample_format", choices=SAMPLE_FORMATS, help=argparse.SUPPRESS)
     p.add_argument("--max-steps", type=int, metavar="N", help="optimizer steps (overrides epochs)")
     p.add_argument("--epochs", type=float, metavar="X")
     p.add_argument("--batch-size", type=int, metavar="N", help="samples per optimizer step")
@@ -47,7 +54,7 @@ def register_train(p: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """The YAML (or the defaults) with every given flag on top."""
-    from .lora import TrainConfig
+    from ..training.config import TrainConfig
 
     cfg = TrainConfig.from_yaml(args.config) if args.config else TrainConfig()
     data = tuple(str(Path(d).resolve()) for d in args.data) if args.data else None
@@ -55,7 +62,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     return cfg.override(
         data=data,
         base=base,
-        format=args.format,
+        format=args.sample_format,
         max_steps=args.max_steps,
         epochs=args.epochs,
         batch_size=args.batch_size,
@@ -72,7 +79,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .lora import train
+    from ..training.loop import train
 
     result = train(config_from_args(args), args.out, stop_after=args.stop_after)
     state = "finished" if result.finished else "stopped (resume with the same command)"
@@ -84,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tracegrammar train")
     register_train(parser)
     args = parser.parse_args(argv)
-    from ..cli import run_command
+    from . import run_command
 
     return run_command(args.func, args, "interrupted (resume with the same command)")
 

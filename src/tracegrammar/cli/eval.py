@@ -1,32 +1,15 @@
 """The `eval` and `baseline` commands: argument wiring only, the work is in `metrics` and
-`baseline`. Registered from `cli.py`; every expected failure raises an InputError with a one-line
-message (the CLI prints it and exits 2)."""
+`baseline`. Every expected failure raises an InputError with a one-line message (the CLI prints
+it and exits 2)."""
 
 from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from .errors import UsageError
-from .types import CallGraph
-
-
-def read_graphs(path: str | Path) -> Iterator[CallGraph]:
-    """Graphs from a `.jsonl` file (our interchange format) or from real traces (`load_traces`)."""
-    if str(path).endswith(".jsonl"):
-        from .io import read_jsonl
-
-        return read_jsonl(path)
-    from .traces import load_traces
-
-    return load_traces(path)
-
-
-def _read_all(paths: Sequence[str]) -> list[CallGraph]:
-    return [g for p in paths for g in read_graphs(p)]
-
+from ..errors import UsageError
+from .common import constraints_from_flags, read_all, read_graphs
 
 # ------------------------------------------------------------------------------------------------
 # tracegrammar eval
@@ -55,16 +38,16 @@ def register_eval(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .io import atomic_writer, check_output_writable
-    from .metrics import evaluate, format_report, plot
+    from ..io import atomic_writer, check_output_writable
+    from ..metrics import evaluate, format_report, plot
 
     if args.plots and not args.out:
         raise UsageError("--plots needs --out DIR")
     if args.out:  # before reading and scoring: a bad --out fails at once
         check_output_writable(Path(args.out) / "metrics.json")
-    real = _read_all(args.real)
+    real = read_all(args.real)
     synthetic = list(read_graphs(args.synthetic))
-    training = _read_all(args.training) if args.training else None
+    training = read_all(args.training) if args.training else None
     report = evaluate(real, synthetic, training)
     print(format_report(report))
     if args.out:
@@ -101,20 +84,16 @@ def register_baseline(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_baseline(args: argparse.Namespace) -> int:
-    from .baseline import ProbabilisticBaseline
-    from .constraints import ConstraintError, Constraints, check_request_size
-    from .generate_cli import _flag
-    from .io import check_output_writable, graph_to_dict, write_jsonl
+    from ..baseline import ProbabilisticBaseline
+    from ..io import check_output_writable, graph_to_dict, write_jsonl
 
-    try:
-        constraints = Constraints(args.service, args.num_edges, args.depth, args.latency)
-        check_request_size(constraints, args.n)
-    except ConstraintError as exc:
-        raise UsageError(f"{_flag(exc.field)}: {exc}") from None
+    constraints = constraints_from_flags(
+        args.service, args.num_edges, args.depth, args.latency, args.n
+    )
     check_output_writable(args.out)  # before fitting: a bad --out fails at once
     if args.save_model:
         check_output_writable(args.save_model)
-    model = ProbabilisticBaseline.fit(_read_all(args.data))
+    model = ProbabilisticBaseline.fit(read_all(args.data))
     if args.save_model:
         model.save(args.save_model)
     graphs = model.sample(constraints, args.n, args.seed)

@@ -21,21 +21,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .constraints import (
+from ..constraints import (
     MAX_GRAPHS_PER_RUN,
     MAX_NUM_EDGES,
     ConstraintError,
     Constraints,
     check_request_size,
 )
-from .errors import UsageError
-from .io import atomic_writer, check_output_writable, graph_to_dict
-from .types import CallGraph
+from ..errors import UsageError
+from ..exports import EXPORT_FORMATS
+from ..grammar import ENCODINGS
+from ..io import atomic_writer, check_output_writable, graph_to_dict
+from ..types import CallGraph
+from .common import check_model_flags, constraints_from_flags, resolve_adapter
 
 
 def register_generate(p: argparse.ArgumentParser) -> None:
-    from .exports import FORMATS
-
     p.add_argument("--service", help="service id, e.g. S_32048416")
     p.add_argument("--num-edges", type=int, help=f"exact number of calls (1 to {MAX_NUM_EDGES})")
     p.add_argument("--depth", type=int, help="exact depth (1: only the root call)")
@@ -59,11 +60,13 @@ def register_generate(p: argparse.ArgumentParser) -> None:
         "--top-k", type=int, default=50, help="sample among the k likeliest, 0: all (50)"
     )
     p.add_argument(
-        "--fmt",
+        "--encoding",
         default="layer",
-        choices=("layer", "layer_instruct", "tabular"),
-        help="text encoding",
+        choices=tuple(ENCODINGS),
+        help="text encoding the model writes (default layer)",
     )
+    # the earlier name of --encoding, kept working but hidden: `--format` is the export format
+    p.add_argument("--fmt", dest="encoding", choices=tuple(ENCODINGS), help=argparse.SUPPRESS)
     p.add_argument(
         "--unconstrained", action="store_true", help="no grammar or numeric rules (for comparison)"
     )
@@ -86,7 +89,7 @@ def register_generate(p: argparse.ArgumentParser) -> None:
         help="LoRA adapter (default: the shipped adapter; 'none' for none)",
     )
     p.add_argument(
-        "--format", default="jsonl", choices=FORMATS, help="output format (default jsonl)"
+        "--format", default="jsonl", choices=EXPORT_FORMATS, help="export format (default jsonl)"
     )
     p.add_argument(
         "--out",
@@ -107,11 +110,7 @@ def load_requests(args: argparse.Namespace) -> list[tuple[Constraints, int]]:
             "give --service (and optionally --num-edges, --depth, --latency) or --requests FILE"
         )
     else:
-        try:
-            c = Constraints(args.service, args.num_edges, args.depth, args.latency)
-            check_request_size(c, args.n)
-        except ConstraintError as exc:
-            raise UsageError(f"{_flag(exc.field)}: {exc}") from None
+        c = constraints_from_flags(args.service, args.num_edges, args.depth, args.latency, args.n)
         requests = [(c, args.n)]
     total = sum(n for _, n in requests)
     if total > MAX_GRAPHS_PER_RUN:
@@ -119,10 +118,6 @@ def load_requests(args: argparse.Namespace) -> list[tuple[Constraints, int]]:
             f"{args.requests}: asks for {total} graphs in all; at most {MAX_GRAPHS_PER_RUN} per run"
         )
     return requests
-
-
-def _flag(field: str | None) -> str:
-    return "-n" if field == "n" else f"--{(field or 'service').replace('_', '-')}"
 
 
 def check_args(args: argparse.Namespace) -> tuple[list[tuple[Constraints, int]], Path]:
@@ -135,21 +130,13 @@ def check_args(args: argparse.Namespace) -> tuple[list[tuple[Constraints, int]],
     if not 1 <= args.n <= MAX_GRAPHS_PER_RUN:
         raise UsageError(f"-n must be from 1 to {MAX_GRAPHS_PER_RUN}, got {args.n}")
     requests = load_requests(args)
-    if args.model is not None:
-        _check_dir("--model", args.model, "config.json", "a Hugging Face model directory")
-    if args.adapter is not None and args.adapter.lower() != "none":
-        _check_dir("--adapter", args.adapter, "adapter_config.json", "a LoRA adapter directory")
+    check_model_flags(args.model, args.adapter)
     if args.semantic:
-        from .traces import trace_files
+        from ..traces import trace_files
 
         trace_files(args.semantic)
     target = check_output_writable(output_path(args.out, args.format))
     return requests, target
-
-
-def _check_dir(flag: str, value: str, marker: str, what: str) -> None:
-    if not (Path(value) / marker).is_file():
-        raise UsageError(f"{flag} {value}: not {what} (no {marker})")
 
 
 def _requests_file(path: Path, default_n: int) -> list[tuple[Constraints, int]]:
@@ -197,19 +184,15 @@ def output_path(out: str, fmt: str) -> Path:
 
 def cmd_generate(args: argparse.Namespace) -> int:
     requests, target = check_args(args)  # before torch is imported
-    from .decoding.driver import default_adapter_dir
-    from .decoding.models import load_model
+    from ..decoding.models import load_model
 
     reference = None
     if args.semantic:
-        from .reference import Reference
-        from .traces import load_traces
+        from ..reference import Reference
+        from ..traces import load_traces
 
         reference = Reference.from_graphs(load_traces(args.semantic))
-    adapter = args.adapter if args.adapter is not None else default_adapter_dir()
-    if isinstance(adapter, str) and adapter.lower() == "none":
-        adapter = None
-    lm = load_model(args.model, adapter)
+    lm = load_model(args.model, resolve_adapter(args.adapter))
     constraints = [c for c, n in requests for _ in range(n)]
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
     tally = _Tally(len(constraints))
@@ -244,7 +227,7 @@ CHUNK = 32
 def _generate_chunk(
     args: argparse.Namespace, lm: Any, reference: Any, chunk: list[Constraints], seed: int, k: int
 ) -> Any:
-    from .decoding.driver import run_generation
+    from ..decoding.driver import run_generation
 
     return run_generation(
         chunk,
@@ -254,7 +237,7 @@ def _generate_chunk(
         seed=chunk_seed(seed, k // CHUNK),
         model=lm,
         constrained=not args.unconstrained,
-        fmt=args.fmt,
+        fmt=args.encoding,
         reference=reference,
         novel_calls=args.novel_calls,
         progress=sys.stderr.isatty(),
@@ -285,7 +268,7 @@ def _graph_sink(target: Path, fmt: str) -> Iterator[Callable[[list[Any]], None]]
 
             yield append
         return
-    from . import exports
+    from .. import exports
 
     graphs: list[CallGraph] = []
     yield lambda generations: graphs.extend(g.graph for g in generations if g.valid)

@@ -1,18 +1,16 @@
-"""Command-line entry points for exports: `tracegrammar draw` (and `tracegrammar export`).
-
-`register_draw` / `register_export` fill an argparse sub-parser; the main CLI wires them in.
-Failures raise UsageError (an InputError) with a one-line message; the main CLI prints it, exit 2.
+"""`tracegrammar export` (graphs to another trace format) and `tracegrammar draw` (one graph as a
+picture). Failures raise UsageError (an InputError) with a one-line message; the main CLI prints
+it, exit 2.
 """
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Iterator
 from itertools import islice
-from pathlib import Path
 
 from ..errors import UsageError
-from ..types import CallGraph
+from ..exports import EXPORT_FORMATS
+from .common import read_graphs
 
 
 def register_draw(p: argparse.ArgumentParser) -> None:
@@ -23,27 +21,14 @@ def register_draw(p: argparse.ArgumentParser) -> None:
 
 
 def register_export(p: argparse.ArgumentParser) -> None:
-    from . import FORMATS
-
     p.add_argument("path", metavar="PATH", help="graphs (.jsonl) or a trace file or directory")
-    p.add_argument("--format", required=True, choices=FORMATS, help="output format")
+    p.add_argument("--format", required=True, choices=EXPORT_FORMATS, help="export format")
     p.add_argument("--out", required=True, metavar="FILE", help="file to write")
     p.set_defaults(func=cmd_export)
 
 
-def read_graphs(path: str | Path) -> Iterator[CallGraph]:
-    """JSON Lines of graphs when the name ends in .jsonl, otherwise real traces."""
-    if str(path).endswith(".jsonl"):
-        from ..io import read_jsonl
-
-        return read_jsonl(path)
-    from ..traces import load_traces
-
-    return load_traces(path)
-
-
 def cmd_draw(args: argparse.Namespace) -> int:
-    from .draw import check_suffix, draw
+    from ..exports.draw import check_suffix, draw
 
     check_suffix(args.out)
     if args.index < 0:
@@ -57,7 +42,7 @@ def cmd_draw(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from . import write
+    from ..exports import write
 
     graphs = list(read_graphs(args.path))
     write(graphs, args.out, args.format)

@@ -1,0 +1,198 @@
+"""`tracegrammar bench validity` and `tracegrammar bench fidelity`: the flags, their checks, and
+the frozen options the benchmarks run on (`evaluation.validity`, `evaluation.fidelity`)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..errors import UsageError
+from ..evaluation.fidelity import CHUNK, GRAPHS, SLOW_GRAPHS, SOURCES, FidelityOptions
+from ..evaluation.grid import MODES, Cell
+from ..evaluation.validity import ValidityOptions
+from ..grammar import ENCODINGS
+from .common import comma_choices, comma_floats, comma_list, model_label, resolve_adapter
+
+
+def register_bench(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(metavar="BENCH")
+    register_validity(sub.add_parser("validity", help="validity over the num_edges x depth grid"))
+    register_fidelity(
+        sub.add_parser("fidelity", help="every source side by side against the validation split")
+    )
+
+
+# ------------------------------------------------------------------------------------------------
+# bench validity
+# ------------------------------------------------------------------------------------------------
+
+
+def register_validity(v: argparse.ArgumentParser) -> None:
+    defaults = ValidityOptions()
+    v.add_argument(
+        "--data", default=defaults.data, help="real traces for prompts and the reference set"
+    )
+    v.add_argument("--out", default=defaults.out, help="output folder (resumes if present)")
+    v.add_argument(
+        "--samples", type=int, default=defaults.samples, help="samples per cell (default 50)"
+    )
+    v.add_argument(
+        "--cells", type=int, default=0, help="a seeded random subset of this many cells (0: all)"
+    )
+    v.add_argument(
+        "--only",
+        type=parse_cells,
+        help="just these cells, as NUM_EDGESxDEPTH separated by commas (e.g. 14x6,20x5)",
+    )
+    v.add_argument("--max-edges", type=int, default=defaults.max_edges)
+    v.add_argument("--max-depth", type=int, default=defaults.max_depth)
+    v.add_argument("--temperatures", type=comma_floats, default=list(defaults.temperatures))
+    v.add_argument("--modes", type=comma_choices(MODES), default=list(MODES))
+    v.add_argument(
+        "--encodings",
+        type=comma_choices(tuple(ENCODINGS)),
+        default=list(defaults.encodings),
+        help="text encodings, comma-separated (default layer,tabular)",
+    )
+    # the earlier name of --encodings, kept working but hidden
+    v.add_argument(
+        "--formats",
+        dest="encodings",
+        type=comma_choices(tuple(ENCODINGS)),
+        help=argparse.SUPPRESS,
+    )
+    v.add_argument("--seed", type=int, default=0)
+    v.add_argument("--model", help="base model directory (default: embedded SmolLM2)")
+    v.add_argument("--adapter", help="LoRA adapter (default: shipped; 'none' for the bare base)")
+    v.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes running cells side by side, each with its own model (default 1)",
+    )
+    v.add_argument(
+        "--time-limit",
+        type=float,
+        default=0,
+        help="seconds after which no new cell starts (unfinished cells are left for a rerun)",
+    )
+    v.add_argument(
+        "--summary-only",
+        action="store_true",
+        help="run nothing: write the summary again from the records in --out, keeping the "
+        "machine they were measured on",
+    )
+    v.set_defaults(func=cmd_validity)
+
+
+def validity_options(args: argparse.Namespace) -> ValidityOptions:
+    return ValidityOptions(
+        data=args.data,
+        out=args.out,
+        samples=args.samples,
+        cells=args.cells,
+        only=tuple(args.only or ()),
+        max_edges=args.max_edges,
+        max_depth=args.max_depth,
+        temperatures=tuple(args.temperatures),
+        modes=tuple(args.modes),
+        encodings=tuple(args.encodings),
+        seed=args.seed,
+        model=args.model,
+        adapter=resolve_adapter(args.adapter),
+        workers=args.workers,
+        time_limit=args.time_limit,
+    )
+
+
+def cmd_validity(args: argparse.Namespace) -> int:
+    from ..evaluation.validity import rewrite_summary, run_validity
+
+    if args.summary_only:
+        return rewrite_summary(Path(args.out))
+    opts = validity_options(args)
+    return run_validity(opts, model_label(opts.model, opts.adapter))
+
+
+def parse_cells(text: str) -> list[Cell]:
+    """`14x6,20x5` -> the cells (num_edges 14, depth 6) and (20, 5)."""
+    try:
+        return [Cell(*(int(x) for x in item.split("x"))) for item in comma_list(text)]
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(
+            f"expected cells as NUM_EDGESxDEPTH separated by commas, got {text!r}"
+        ) from None
+
+
+# ------------------------------------------------------------------------------------------------
+# bench fidelity
+# ------------------------------------------------------------------------------------------------
+
+
+def register_fidelity(f: argparse.ArgumentParser) -> None:
+    f.add_argument("--data", default="../shared/data", help="real traces (default ../shared/data)")
+    f.add_argument("--graphs", type=int, default=GRAPHS, help=f"per fast source (default {GRAPHS})")
+    f.add_argument(
+        "--slow-graphs", type=int, default=SLOW_GRAPHS,
+        help=f"per slow source: global, novel, unconstrained (default {SLOW_GRAPHS})",
+    )  # fmt: skip
+    f.add_argument(
+        "--sources", type=comma_list, default=list(SOURCES),  # checked by check_fidelity: one line
+        help=f"comma-separated, in table order (default {','.join(SOURCES)})",
+    )  # fmt: skip
+    f.add_argument(
+        "--max-edges", type=int, default=0,
+        help="prompts only from validation graphs with at most this many calls (default 0: all)",
+    )  # fmt: skip
+    f.add_argument("--temperature", type=float, default=0.8)
+    f.add_argument("--chunk", type=int, default=CHUNK, help=f"prompts per call (default {CHUNK})")
+    f.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples (default 200)")
+    f.add_argument("--out", default="bench/results/fidelity", help="output folder (resumes)")
+    f.add_argument("--model", help="base model directory (default: embedded SmolLM2)")
+    f.add_argument("--adapter", help="LoRA adapter (default: shipped; 'none' for the bare base)")
+    f.add_argument(
+        "--summary-only", action="store_true",
+        help="generate nothing: write the summary again from the files in --out (and --data)",
+    )  # fmt: skip
+    f.set_defaults(func=cmd_fidelity)
+
+
+def check_fidelity(args: argparse.Namespace) -> None:
+    """Every bad option fails here, in one line, before data, torch or a model is loaded."""
+    for flag, value in (("--graphs", args.graphs), ("--slow-graphs", args.slow_graphs),
+                        ("--chunk", args.chunk), ("--bootstrap", args.bootstrap)):  # fmt: skip
+        if value < 1:
+            raise UsageError(f"{flag} must be >= 1, got {value}")
+    if args.max_edges < 0:
+        raise UsageError(f"--max-edges must be >= 0 (0: all), got {args.max_edges}")
+    if not args.temperature >= 0:
+        raise UsageError(f"--temperature must be >= 0, got {args.temperature}")
+    if not args.sources:
+        raise UsageError("--sources: name at least one source")
+    bad = [s for s in args.sources if s not in SOURCES]
+    if bad:
+        raise UsageError(f"--sources: unknown source {bad[0]!r}; choose from {', '.join(SOURCES)}")
+    if not Path(args.data).exists():
+        raise UsageError(f"--data {args.data}: no such file or folder")
+
+
+def cmd_fidelity(args: argparse.Namespace) -> int:
+    from ..evaluation.fidelity import rewrite_summary, run_fidelity
+
+    check_fidelity(args)
+    if args.summary_only:
+        return rewrite_summary(Path(args.out), args.data)
+    opts = FidelityOptions(
+        data=args.data,
+        out=args.out,
+        graphs=args.graphs,
+        slow_graphs=args.slow_graphs,
+        sources=tuple(args.sources),
+        max_edges=args.max_edges,
+        temperature=args.temperature,
+        chunk=args.chunk,
+        bootstrap=args.bootstrap,
+        model=args.model,
+        adapter=resolve_adapter(args.adapter),
+    )
+    return run_fidelity(opts, model_label(opts.model, opts.adapter))

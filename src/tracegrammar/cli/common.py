@@ -1,0 +1,124 @@
+"""Helpers every command shares, written once: reading graphs, resolving the adapter, checking
+flags and paths, and the comma-separated flag parsers.
+
+Nothing here imports torch at module level: commands check their flags with these helpers before
+any model is loaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+from ..constraints import ConstraintError, Constraints, check_request_size
+from ..errors import UsageError
+from ..types import CallGraph
+
+#: The value of `--adapter` that means "the bare base model", in any case (`none`, `None` ...).
+NO_ADAPTER = "none"
+
+
+def read_graphs(path: str | Path) -> Iterator[CallGraph]:
+    """Graphs from a `.jsonl` file (our interchange format) or from real traces (`load_traces`)."""
+    if str(path).endswith(".jsonl"):
+        from ..io import read_jsonl
+
+        return read_jsonl(path)
+    from ..traces import load_traces
+
+    return load_traces(path)
+
+
+def read_all(paths: Sequence[str | Path]) -> list[CallGraph]:
+    """Every graph of every path, in order."""
+    return [g for p in paths for g in read_graphs(p)]
+
+
+def is_no_adapter(value: str | None) -> bool:
+    return value is not None and value.lower() == NO_ADAPTER
+
+
+def resolve_adapter(value: str | None) -> str | None:
+    """The adapter folder an `--adapter` value names: `None` (flag not given) is the default
+    adapter (`$TRACEGRAMMAR_ADAPTER` or the shipped one), `none` in any case is no adapter."""
+    if is_no_adapter(value):
+        return None
+    if value is not None:
+        return value
+    from ..decoding.models import default_adapter_dir  # imports nothing heavy at module level
+
+    default = default_adapter_dir()
+    return str(default) if default is not None else None
+
+
+def model_label(model: str | None, adapter: str | None) -> str:
+    """How summaries name a model: the base (default: the embedded one) `+` the adapter folder."""
+    from ..decoding.models import DEFAULT_NAME
+
+    return (model or DEFAULT_NAME) + (f"+{Path(adapter).name}" if adapter else "")
+
+
+def check_dir(flag: str, value: str, marker: str, what: str) -> None:
+    """A folder flag must name a folder holding `marker` (a model's config.json, say)."""
+    if not (Path(value) / marker).is_file():
+        raise UsageError(f"{flag} {value}: not {what} (no {marker})")
+
+
+def check_model_flags(model: str | None, adapter: str | None) -> None:
+    """`--model` and `--adapter`, before anything is loaded."""
+    if model is not None:
+        check_dir("--model", model, "config.json", "a Hugging Face model directory")
+    if adapter is not None and not is_no_adapter(adapter):
+        check_dir("--adapter", adapter, "adapter_config.json", "a LoRA adapter directory")
+
+
+def flag_name(field: str | None) -> str:
+    """The flag a `Constraints` field is given with (`num_edges` -> `--num-edges`, `n` -> `-n`)."""
+    return "-n" if field == "n" else f"--{(field or 'service').replace('_', '-')}"
+
+
+def constraints_from_flags(
+    service: str | None, num_edges: int | None, depth: int | None, latency: int | None, n: int
+) -> Constraints:
+    """One request from flags, within the documented limits; an error names the flag."""
+    try:
+        c = Constraints(service, num_edges, depth, latency)  # type: ignore[arg-type]
+        check_request_size(c, n)
+    except ConstraintError as exc:
+        raise UsageError(f"{flag_name(exc.field)}: {exc}") from None
+    return c
+
+
+# ------------------------------------------------------------------------------------------------
+# flag parsers (argparse `type=`): a bad value is argparse's one-line usage error, exit 2
+# ------------------------------------------------------------------------------------------------
+
+
+def comma_list(text: str) -> list[str]:
+    """`a,b,,c` -> `["a", "b", "c"]`."""
+    return [x for x in text.split(",") if x]
+
+
+def comma_floats(text: str) -> list[float]:
+    try:
+        return [float(x) for x in comma_list(text)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated numbers, got {text!r}"
+        ) from None
+
+
+def comma_choices(allowed: Sequence[str]) -> Callable[[str], list[str]]:
+    """A parser of comma-separated names, each one of `allowed`."""
+
+    def parse(text: str) -> list[str]:
+        items = comma_list(text)
+        bad = [x for x in items if x not in allowed]
+        if bad:
+            raise argparse.ArgumentTypeError(
+                f"unknown {bad[0]!r}; choose from {', '.join(allowed)}"
+            )
+        return items
+
+    return parse
