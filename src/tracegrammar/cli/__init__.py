@@ -31,6 +31,7 @@ COMMANDS: tuple[tuple[str, str, str, str], ...] = (
     ("eval", "fidelity metrics of synthetic graphs against real ones", "eval", "register_eval"),
     ("baseline", "fit the probabilistic baseline and sample from it", "eval", "register_baseline"),
     ("export", "convert graphs to another trace format", "export", "register_export"),
+    ("send", "send graphs as spans to an OTLP endpoint (OTLP receivers)", "send", "register_send"),
     ("draw", "draw one call graph (PNG or SVG)", "export", "register_draw"),
     ("bench", "benchmarks (validity over the papers' grid; fidelity)", "bench", "register_bench"),
 )

@@ -24,6 +24,11 @@ def register_export(p: argparse.ArgumentParser) -> None:
     p.add_argument("path", metavar="PATH", help="graphs (.jsonl) or a trace file or directory")
     p.add_argument("--format", required=True, choices=EXPORT_FORMATS, help="export format")
     p.add_argument("--out", required=True, metavar="FILE", help="file to write")
+    p.add_argument(
+        "--split",
+        action="store_true",
+        help="zipkin-json: one file per trace in the folder --out (Zipkin's upload reads one)",
+    )
     p.set_defaults(func=cmd_export)
 
 
@@ -45,6 +50,15 @@ def cmd_export(args: argparse.Namespace) -> int:
     from ..exports import write
 
     graphs = list(read_graphs(args.path))
+    if args.split:
+        if args.format != "zipkin-json":
+            raise UsageError(f"--split is for --format zipkin-json, got --format {args.format}")
+        from ..exports import DEFAULT_BASE_EPOCH_NS
+        from ..exports.zipkin import write_zipkin_split
+
+        paths = write_zipkin_split(graphs, args.out, DEFAULT_BASE_EPOCH_NS)
+        print(f"wrote {len(paths)} trace file(s) in {args.out} (zipkin-json)")
+        return 0
     write(graphs, args.out, args.format)
     print(f"wrote {args.out} ({len(graphs)} graph(s), {args.format})")
     return 0

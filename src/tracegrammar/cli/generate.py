@@ -9,7 +9,6 @@ terminal each chunk prints one plain progress line."""
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 import random
@@ -28,10 +27,11 @@ from ..constraints import (
     Constraints,
     check_request_size,
 )
+from ..distributed.plan import CHUNK, chunk_seed
 from ..errors import UsageError
 from ..exports import EXPORT_FORMATS
 from ..grammar import ENCODINGS
-from ..io import atomic_writer, check_output_writable, graph_to_dict
+from ..io import atomic_writer, check_output_writable, generation_record
 from ..types import CallGraph
 from .common import check_model_flags, constraints_from_flags, resolve_adapter
 
@@ -97,6 +97,22 @@ def register_generate(p: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="output file, or a directory (graphs.<ext> inside)",
     )
+    p.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        metavar="ADDRESS",
+        help="generate on Ray actors (no address: a local cluster; 'auto' or HOST:6379 joins "
+        "one); shards and manifest.json go to shards/ beside the output, a rerun resumes",
+    )
+    p.add_argument("--workers", type=int, default=2, help="Ray actors, one model each (2)")
+    p.add_argument(
+        "--send",
+        metavar="URL",
+        help="after writing, send the valid graphs' spans to this OTLP endpoint",
+    )
+    p.add_argument("--protocol", choices=("http", "grpc"), default="http", help="OTLP transport")
+    p.add_argument("--rate", help="traces per second when sending, e.g. 50/s (default: at once)")
     p.set_defaults(func=cmd_generate)
 
 
@@ -136,7 +152,36 @@ def check_args(args: argparse.Namespace) -> tuple[list[tuple[Constraints, int]],
 
         trace_files(args.semantic)
     target = check_output_writable(output_path(args.out, args.format))
+    _check_ray_and_send(args)
     return requests, target
+
+
+def _check_ray_and_send(args: argparse.Namespace) -> None:
+    import importlib.util
+
+    from ..errors import MissingExtraError
+
+    if args.ray is not None:
+        if args.workers < 1:
+            raise UsageError(f"--workers must be >= 1, got {args.workers}")
+        if importlib.util.find_spec("ray") is None:
+            raise MissingExtraError("--ray", "ray")
+    if args.send is not None:
+        from urllib.parse import urlparse
+
+        if urlparse(args.send).scheme not in ("http", "https"):
+            raise UsageError(f"--send must be an http:// or https:// URL, got {args.send!r}")
+        if importlib.util.find_spec("opentelemetry.sdk") is None:
+            raise MissingExtraError("--send", "send")
+        if args.format != "jsonl":  # the graphs are read back from the file once it is written
+            raise UsageError(f"--send needs --format jsonl, got --format {args.format}")
+    if args.rate is not None:
+        from ..exports.send import parse_rate
+
+        try:
+            parse_rate(args.rate)
+        except ValueError as exc:
+            raise UsageError(f"--rate: {exc}") from None
 
 
 def _requests_file(path: Path, default_n: int) -> list[tuple[Constraints, int]]:
@@ -184,6 +229,74 @@ def output_path(out: str, fmt: str) -> Path:
 
 def cmd_generate(args: argparse.Namespace) -> int:
     requests, target = check_args(args)  # before torch is imported
+    if args.ray is not None:
+        status = _generate_on_ray(args, requests, target)
+    else:
+        status = _generate_here(args, requests, target)
+    if status == 0 and args.send:
+        return _send_file(target, args)
+    return status
+
+
+def _generate_on_ray(
+    args: argparse.Namespace, requests: list[tuple[Constraints, int]], target: Path
+) -> int:
+    """`--ray`: shards in `shards/` beside the output, then the merged output. Without --seed a
+    rerun takes the seed of the job already in the folder, so it resumes."""
+    from ..distributed import JobOptions, run_distributed, write_merged
+
+    folder = target.parent / "shards"
+    seed = args.seed if args.seed is not None else _folder_seed(folder)
+    options = JobOptions(
+        temperature=args.temperature,
+        top_k=args.top_k,
+        constrained=not args.unconstrained,
+        fmt=args.encoding,
+        novel_calls=args.novel_calls,
+        model=args.model,
+        adapter="default" if args.adapter is None else resolve_adapter(args.adapter),
+        semantic=args.semantic,
+    )  # fmt: skip
+    constraints = [c for c, n in requests for _ in range(n)]
+    report = run_distributed(
+        constraints,
+        seed=seed,
+        out_dir=folder,
+        workers=args.workers,
+        address=None if args.ray == "local" else args.ray,
+        options=options,
+    )
+    count = write_merged(folder, target, args.format)
+    print(
+        f"requested {report.graphs}, valid {report.valid}, seed {seed}; {len(report.ran)} "
+        f"shards run on {report.workers} actors in {report.seconds:.1f} s, "
+        f"{len(report.skipped)} finished before; {count} written -> {target} (shards: {folder})"
+    )
+    return 0
+
+
+def _folder_seed(folder: Path) -> int:
+    from ..distributed import MANIFEST
+
+    try:
+        return int(json.loads((folder / MANIFEST).read_text())["job"]["seed"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return random.SystemRandom().randrange(2**31)
+
+
+def _send_file(target: Path, args: argparse.Namespace) -> int:
+    from ..exports.send import send_graphs
+    from .send import valid_graphs
+
+    graphs = list(valid_graphs(target))
+    report = send_graphs(graphs, args.send, protocol=args.protocol, rate=args.rate)
+    print(report.summary())
+    return 0 if not report.traces_failed else 1
+
+
+def _generate_here(
+    args: argparse.Namespace, requests: list[tuple[Constraints, int]], target: Path
+) -> int:
     from ..decoding.models import load_model
 
     reference = None
@@ -219,11 +332,6 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
-#: Graphs decoded together, and written, at a time: a chunk's graphs reach the output file as
-#: soon as the chunk ends, so Ctrl-C keeps them and a log shows progress.
-CHUNK = 32
-
-
 def _generate_chunk(
     args: argparse.Namespace, lm: Any, reference: Any, chunk: list[Constraints], seed: int, k: int
 ) -> Any:
@@ -244,15 +352,6 @@ def _generate_chunk(
     )
 
 
-def chunk_seed(seed: int, chunk: int) -> int:
-    """The first chunk uses the seed itself (a run of <= CHUNK graphs is what `generate` gives);
-    later chunks a seed derived from it, so equal requests in two chunks differ."""
-    if chunk == 0:
-        return seed
-    digest = hashlib.sha256(f"{seed}/chunk{chunk}".encode()).digest()
-    return int.from_bytes(digest[:4], "little") >> 1
-
-
 @contextmanager
 def _graph_sink(target: Path, fmt: str) -> Iterator[Callable[[list[Any]], None]]:
     """A function taking each chunk's generations. JSON Lines are appended to a temporary file
@@ -263,7 +362,7 @@ def _graph_sink(target: Path, fmt: str) -> Iterator[Callable[[list[Any]], None]]
 
             def append(generations: list[Any]) -> None:
                 for g in generations:
-                    fh.write(json.dumps(_record(g), separators=(",", ":")) + "\n")
+                    fh.write(json.dumps(generation_record(g), separators=(",", ":")) + "\n")
                 fh.flush()
 
             yield append
@@ -273,22 +372,6 @@ def _graph_sink(target: Path, fmt: str) -> Iterator[Callable[[list[Any]], None]]
     graphs: list[CallGraph] = []
     yield lambda generations: graphs.extend(g.graph for g in generations if g.valid)
     exports.write(graphs, target, fmt)
-
-
-def _record(g: Any) -> dict[str, Any]:
-    if g.graph is None:
-        return {
-            "service": g.constraints.service,
-            "edges": [],
-            "valid": False,
-            "text": g.text[:2000],
-        }
-    return graph_to_dict(
-        g.graph,
-        valid=g.valid,
-        constraints=g.constraints.as_dict(),
-        violations=[str(v) for v in g.violations[:5]],
-    )
 
 
 @dataclass
