@@ -9,8 +9,9 @@ import pytest
 from hypothesis import given
 
 from tracegrammar import CallGraph, Edge, Reference
-from tracegrammar.constraints import MS_RE
+from tracegrammar.constraints import MS_RE, SERVICE_RE
 from tracegrammar.grammar import format_definitions
+from tracegrammar.oracle import RPC_ID_RE
 from tracegrammar.reference import CallScope
 from tracegrammar.rules import UNBOUNDED
 from tracegrammar.types import USER
@@ -106,10 +107,15 @@ def test_load_reads_the_older_plain_list_and_refuses_junk(tmp_path):
         Reference.load(tmp_path / "nothing.json")
 
 
-def test_microservice_pattern_is_the_grammars():
-    """MS_RE (oracle, constraints) and the grammar's MS terminal are one pattern."""
-    defs = dict(format_definitions("layer"))
-    assert defs["MS"] == f"MS: /{MS_RE.pattern}/"
+@pytest.mark.parametrize(
+    ("terminal", "pattern"),
+    [("MS", MS_RE), ("SERVICE", SERVICE_RE), ("RPC_ID", RPC_ID_RE)],
+)
+def test_python_patterns_are_the_grammars_terminals(terminal, pattern):
+    """The regexes the oracle and constraints use and the grammar's terminals are one pattern
+    (grammars/common.lark is the source; these copies are held to it)."""
+    defs = dict(format_definitions("tabular"))
+    assert defs[terminal] == f"{terminal}: /{pattern.pattern}/"
 
 
 @pytest.mark.parametrize(
