@@ -6,12 +6,19 @@ with the numeric rules (tracegrammar.rules, followed by the scanner).
 - `LayerSession` is the small per-sequence state: one llguidance matcher, one field scanner.
   `mask()` gives the allowed next tokens, `forced()` appends every token that is the only
   continuation (keywords, ids, copied fields, the scratch pad) without sampling.
+- The same for many sessions at once (the scheduler's rows): `Engine.masks(sessions)` and
+  `Engine.advance(sessions, tokens)`. llguidance fills every row's bitmask in one call, on its
+  own threads and without the GIL; the numeric rules' masks come packed from a cache
+  (`masks.NumericMasks`) and are intersected word by word; a row is unpacked only to sample.
+  Same masks and same forced tokens as the per-session methods, which stay the reference.
 - The transformers `LogitsProcessor` glue is in `hf.py`.
 """
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from typing import Any
 
 import llguidance
@@ -21,6 +28,7 @@ import torch
 from ..errors import EngineError
 from ..reference import CallScope
 from ..types import LayerConditions
+from .masks import NumericMasks, empty_rows, only_tokens, unpack, words_for
 from .requests import layer_grammar
 from .scanner import FieldScanner, FreeScanner
 from .tokens import TokenTable
@@ -46,6 +54,13 @@ class Engine:
         self._specs: OrderedDict[str, Any] = OrderedDict()
         self._cache_size = grammar_cache_size
         self._check_tokenizer_agreement()
+        self.words = words_for(self.llg_tokenizer.vocab_size)  # int32 words per packed mask
+        self.numeric = NumericMasks(self.table, self.words)
+        self._executor = llguidance.LLExecutor()  # one thread per core
+        #: llguidance's batch fill writes here (grown as needed); the lock keeps two threads
+        #: sharing this engine from filling it at once
+        self._bitmask = llguidance.torch.allocate_token_bitmask(64, self.llg_tokenizer.vocab_size)
+        self._fill_lock = threading.Lock()
 
     def _check_tokenizer_agreement(self) -> None:
         """llguidance must read every token as the model's tokenizer writes it; some tokenizer
@@ -98,6 +113,61 @@ class Engine:
         session.scanner = FreeScanner(cond)
         return session
 
+    # -- many sessions at once (the scheduler's rows) -----------------------------------------
+
+    def masks(self, sessions: Sequence[LayerSession]) -> torch.Tensor:
+        """bool[n, vocab]: each session's `mask()`, computed and unpacked together."""
+        return unpack(self.packed_masks(sessions), self.vocab_size)
+
+    def packed_masks(self, sessions: Sequence[LayerSession]) -> torch.Tensor:
+        """int32[n, words]: each session's mask, packed as llguidance's bitmask; those not
+        known since the session's last token are computed in one batch."""
+        todo = [s for s in sessions if s._packed is None]
+        if todo:
+            self._fill(todo)
+        return torch.stack([s.packed_mask() for s in sessions])
+
+    def advance(
+        self, sessions: Sequence[LayerSession], tokens: Sequence[int] | None = None
+    ) -> list[list[int]]:
+        """Each session consumes its sampled token (if `tokens`), then every token forced after
+        it: `[s.forced() for s in sessions]`, with the masks of each round computed together."""
+        if tokens is not None:
+            for session, token in zip(sessions, tokens, strict=True):
+                session.consume(token)
+        out: list[list[int]] = [[] for _ in sessions]
+        pending = [i for i, s in enumerate(sessions) if not s.done]
+        while pending:  # a round: what `forced()` does in one turn of its loop, for every row
+            again, stuck = [], []
+            for i in pending:
+                (again if sessions[i].consume_grammar_forced(out[i]) else stuck).append(i)
+            if stuck:
+                only = only_tokens(self.packed_masks([sessions[i] for i in stuck]))
+                for i, token in zip(stuck, only, strict=True):
+                    if token is not None:  # the numeric rules leave one token: forced too
+                        sessions[i].consume(token)
+                        out[i].append(token)
+                        again.append(i)
+            pending = [i for i in again if not sessions[i].done]
+        return out
+
+    def _fill(self, sessions: Sequence[LayerSession]) -> None:
+        """Compute and keep the packed mask of every session (grammar & numeric rules)."""
+        numeric = torch.stack([self.numeric.for_scanner(s.scanner) for s in sessions])
+        with self._fill_lock:
+            if self._bitmask.shape[0] < len(sessions):
+                self._bitmask = llguidance.torch.allocate_token_bitmask(
+                    2 * len(sessions), self.llg_tokenizer.vocab_size
+                )
+            rows = [(s.matcher, i) for i, s in enumerate(sessions)]
+            llguidance.torch.fill_next_token_bitmask_par(self._executor, rows, self._bitmask)
+            bits = self._bitmask[: len(sessions)] & numeric  # a new tensor: rows outlive the lock
+        dead = torch.nonzero(empty_rows(bits)).flatten().tolist()
+        if dead:
+            raise sessions[dead[0]].dead_end()
+        for session, row in zip(sessions, bits.unbind(0), strict=True):
+            session._packed = row
+
     def unpack(self, bitmask: torch.Tensor) -> torch.Tensor:
         """llguidance's packed int32 bitmask row -> bool[vocab]."""
         bits = (bitmask.unsqueeze(-1) >> _BIT) & 1
@@ -124,6 +194,7 @@ class LayerSession:
         self.tokens: list[int] = []
         self._bitmask = llguidance.torch.allocate_token_bitmask(1, engine.llg_tokenizer.vocab_size)
         self._mask: torch.Tensor | None = None
+        self._packed: torch.Tensor | None = None  # int32[words], set by Engine.packed_masks
 
     @property
     def done(self) -> bool:
@@ -140,11 +211,21 @@ class LayerSession:
             grammar = self.engine.unpack(self._bitmask[0])
             self._mask = grammar & self.engine.table.mask(self.scanner)
             if not bool(self._mask.any()):
-                raise EngineError(
-                    f"dead end after {self.text!r} (field {self.scanner.field!r}, "
-                    f"value {self.scanner.buf!r}, allowed {self.scanner.target!r})"
-                )
+                raise self.dead_end()
         return self._mask
+
+    def packed_mask(self) -> torch.Tensor:
+        """int32[words]: `mask()` packed as llguidance's bitmask (Engine.packed_masks)."""
+        if self._packed is None:
+            self.engine._fill([self])
+        assert self._packed is not None
+        return self._packed
+
+    def dead_end(self) -> EngineError:
+        return EngineError(
+            f"dead end after {self.text!r} (field {self.scanner.field!r}, "
+            f"value {self.scanner.buf!r}, allowed {self.scanner.target!r})"
+        )
 
     def consume(self, token: int) -> None:
         if not self.matcher.consume_token(token):
@@ -152,20 +233,13 @@ class LayerSession:
         self.scanner.feed(self.engine.table.strings[token])
         self.tokens.append(token)
         self._mask = None
+        self._packed = None
 
     def forced(self) -> list[int]:
         """Append and return every token that is the only allowed continuation."""
         out: list[int] = []
-        table = self.engine.table
         while not self.done:
-            progressed = False
-            for tok in self.matcher.compute_ff_tokens():
-                if not table.allows(self.scanner, tok):
-                    break
-                self.consume(tok)
-                out.append(tok)
-                progressed = True
-            if progressed:
+            if self.consume_grammar_forced(out):
                 continue
             allowed = self.mask().nonzero()
             if len(allowed) != 1:
@@ -174,3 +248,16 @@ class LayerSession:
             self.consume(tok)
             out.append(tok)
         return out
+
+    def consume_grammar_forced(self, out: list[int]) -> bool:
+        """Consume the tokens the grammar forces next, as far as the numeric rules allow them,
+        appending them to `out`; whether there was any."""
+        table = self.engine.table
+        progressed = False
+        for tok in self.matcher.compute_ff_tokens():
+            if not table.allows(self.scanner, tok):
+                break
+            self.consume(tok)
+            out.append(tok)
+            progressed = True
+        return progressed

@@ -4,7 +4,8 @@ A wave is every layer that can be written now (all root layers, then all their c
 In a wave each row feeds its prompt, then either one sampled token or (constrained) the sampled
 token plus every forced token after it, in one forward pass; rows leave the batch as their
 layers finish. The scheduler asks each layer's `LayerWriter` what is allowed and what is forced,
-never which mode it is in.
+never which mode it is in; the rows that sample in a pass are served together (one batch of
+masks, applied to all their logits at once), then each draws with its own generator.
 """
 
 from __future__ import annotations
@@ -94,18 +95,18 @@ class WaveScheduler:
         """Write every layer of a wave; return each layer's output text."""
         for job in jobs:
             self._start(job)
+        begun = self.writers.begin_all([_writer(job) for job in jobs])
+        for job, forced in zip(jobs, begun, strict=True):
+            self._enqueue(job, forced)
         batch = BatchState(self.lm.model, self.pad, self.device)
         rows = [i for i, job in enumerate(jobs) if not _writer(job).done]
         while rows:  # a layer finished by its forced tokens alone never needs the model
             width = self.pass_width([jobs[i] for i in rows])
             logits = batch.step([self._next_chunk(jobs[i], width) for i in rows])
-            keep: list[int] = []
-            for pos, i in enumerate(rows):
-                job = jobs[i]
-                if not job.queue:
-                    self._sample(job, logits[pos])
-                if not _writer(job).done:
-                    keep.append(pos)
+            sampling = [pos for pos, i in enumerate(rows) if not jobs[i].queue]
+            if sampling:
+                self._sample([jobs[rows[pos]] for pos in sampling], logits[sampling])
+            keep = [pos for pos, i in enumerate(rows) if not _writer(jobs[i]).done]
             if len(keep) != len(rows):
                 batch.keep(keep)
                 rows = [rows[p] for p in keep]
@@ -117,7 +118,6 @@ class WaveScheduler:
     def _start(self, job: LayerJob) -> None:
         job.queue.append(list(self.lm.tokenizer(job.prompt, add_special_tokens=False).input_ids))
         job.writer = self.writers.new(job.graph, job.cond, job.root)
-        self._enqueue(job, job.writer.begin())
 
     def _enqueue(self, job: LayerJob, forced: list[int]) -> None:
         self.stats.forced_tokens += len(forced)
@@ -162,23 +162,31 @@ class WaveScheduler:
         job.fed = True
         return chunk
 
-    def _sample(self, job: LayerJob, logits: torch.Tensor) -> None:
-        writer = _writer(job)
-        mask = writer.mask()
-        if mask is not None:
-            self.stats.masked_mass += masked_mass(logits, mask)
-            self.stats.masked_steps += 1
-        tok = sample_token(logits, mask, self.temperature, self.top_k, job.rng)
-        self.stats.sampled_tokens += 1
-        forced = writer.accept(tok)
-        job.queue.append([tok])
-        self._enqueue(job, forced)
+    def _sample(self, jobs: list[LayerJob], logits: torch.Tensor) -> None:
+        """One token for each of `jobs` (their rows of `logits`), and the tokens forced after."""
+        writers = [_writer(job) for job in jobs]
+        masks = self.writers.masks(writers)
+        if masks is not None:
+            logits = logits[:, : masks.shape[1]]
+            self.stats.masked_mass += float(masked_mass(logits, masks).sum())
+            self.stats.masked_steps += len(jobs)
+            logits = logits.masked_fill(~masks, float("-inf"))  # every row in one operation
+        tokens = [
+            sample_token(row, None, self.temperature, self.top_k, job.rng)
+            for row, job in zip(logits, jobs, strict=True)
+        ]
+        self.stats.sampled_tokens += len(jobs)
+        after = self.writers.accept_all(writers, tokens)
+        for job, tok, forced in zip(jobs, tokens, after, strict=True):
+            job.queue.append([tok])
+            self._enqueue(job, forced)
 
 
-def masked_mass(logits: torch.Tensor, mask: torch.Tensor) -> float:
-    """The probability (softmax at temperature 1) of the tokens `mask` forbids."""
-    probs = torch.softmax(logits[: mask.shape[0]].float(), dim=-1)
-    return float(1.0 - probs[mask].sum())
+def masked_mass(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The probability (softmax at temperature 1) of the tokens `mask` forbids, per row of
+    `logits` [n, vocab] and `mask` [n, vocab] (or one row of each: a 0-d tensor)."""
+    probs = torch.softmax(logits[..., : mask.shape[-1]].float(), dim=-1)
+    return 1.0 - torch.where(mask, probs, 0.0).sum(dim=-1)
 
 
 def _writer(job: LayerJob) -> LayerWriter:

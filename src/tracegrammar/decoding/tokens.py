@@ -71,16 +71,21 @@ class TokenTable:
 
     def mask(self, scanner: FieldScanner) -> torch.Tensor:
         """bool[V]: the tokens the numeric rules allow next, given what the scanner has seen."""
-        target = scanner.target
-        if scanner.field is None or target is None:
+        if scanner.field is None:
+            return self.allowed_base
+        return self.mask_for(scanner.target, scanner.buf)
+
+    def mask_for(self, target: IntSet | str | frozenset[str] | None, buf: str) -> torch.Tensor:
+        """bool[V]: the tokens allowed next in a field that may be `target` and holds `buf`."""
+        if target is None:
             return self.allowed_base
         if isinstance(target, IntSet):
-            return self._int_mask(target, scanner.buf)
+            return self._int_mask(target, buf)
         if isinstance(target, str):
-            return self._copy_mask(target, scanner.buf)
+            return self._copy_mask(target, buf)
         out = torch.zeros(self.vocab_size, dtype=torch.bool)
         for name in target:  # one of several names: any of their continuations
-            out |= self._copy_mask(name, scanner.buf)
+            out |= self._copy_mask(name, buf)
         return out
 
     def _int_mask(self, target: IntSet, buf: str) -> torch.Tensor:

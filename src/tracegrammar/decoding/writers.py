@@ -10,13 +10,15 @@ The scheduler drives every layer of a wave the same way, through a `LayerWriter`
 `ConstrainedWriter` follows the grammar and the numeric (and semantic) rules through an engine
 session; `FreeWriter` lets the model write until it closes the layer, emits end-of-sequence or
 runs out of its token budget. A `Writers` factory is chosen once per run, so the scheduler never
-asks which mode it is in.
+asks which mode it is in; it also serves the rows of a pass together (`begin_all`, `masks`,
+`accept_all`): the constrained writers compute all their masks in one engine batch, the free
+ones have none.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import cache
 from typing import Any, Protocol
 
@@ -50,9 +52,21 @@ class LayerWriter(Protocol):
 
 
 class Writers(Protocol):
-    """Makes the writer of each layer of a run."""
+    """Makes the writer of each layer of a run, and serves many of its writers at once."""
 
     def new(self, graph: int, cond: LayerConditions, root: bool) -> LayerWriter: ...
+
+    def begin_all(self, writers: Sequence[LayerWriter]) -> list[list[int]]:
+        """`[w.begin() for w in writers]`."""
+        ...
+
+    def masks(self, writers: Sequence[LayerWriter]) -> torch.Tensor | None:
+        """bool[n, vocab]: `w.mask()` of every writer, stacked (None: no row is masked)."""
+        ...
+
+    def accept_all(self, writers: Sequence[LayerWriter], tokens: Sequence[int]) -> list[list[int]]:
+        """`[w.accept(t) for w, t in zip(writers, tokens)]`."""
+        ...
 
 
 # ------------------------------------------------------------------------------------------------
@@ -114,6 +128,28 @@ class ConstrainedWriters:
             scope = self.scopes[graph] if graph < len(self.scopes) else None
             session = self.engine.session(cond, self.fmt, scope)
         return ConstrainedWriter(session, time.perf_counter() - t0)
+
+    def begin_all(self, writers: Sequence[LayerWriter]) -> list[list[int]]:
+        return _timed(writers, lambda sessions: self.engine.advance(sessions))
+
+    def masks(self, writers: Sequence[LayerWriter]) -> torch.Tensor:
+        return _timed(writers, self.engine.masks)
+
+    def accept_all(self, writers: Sequence[LayerWriter], tokens: Sequence[int]) -> list[list[int]]:
+        return _timed(writers, lambda sessions: self.engine.advance(sessions, tokens))
+
+
+def _timed(writers: Sequence[LayerWriter], fn: Callable[[list[LayerSession]], Any]) -> Any:
+    """`fn` of the writers' sessions, its time shared out evenly as their engine time."""
+    constrained = [w for w in writers if isinstance(w, ConstrainedWriter)]
+    assert len(constrained) == len(writers), "a run's writers are all of one kind"
+    t0 = time.perf_counter()
+    try:
+        return fn([w.session for w in constrained])
+    finally:
+        share = (time.perf_counter() - t0) / max(len(constrained), 1)
+        for w in constrained:
+            w.engine_s += share
 
 
 @cache
@@ -178,3 +214,12 @@ class FreeWriters:
                 CALL_TOKENS * cond.num_current_edges + BLOCK_TOKENS * cond.num_subgraphs
             )
         return FreeWriter(self.tokenizer, self.eos, budget)
+
+    def begin_all(self, writers: Sequence[LayerWriter]) -> list[list[int]]:
+        return [w.begin() for w in writers]
+
+    def masks(self, writers: Sequence[LayerWriter]) -> None:
+        return None
+
+    def accept_all(self, writers: Sequence[LayerWriter], tokens: Sequence[int]) -> list[list[int]]:
+        return [w.accept(t) for w, t in zip(writers, tokens, strict=True)]

@@ -1,0 +1,140 @@
+"""Graphs per second on an accelerator with hundreds of graphs in flight: constrained (valid graphs
+per second) and unconstrained (raw graphs per second) side by side, and the share of step time
+spent in the engine. For a lent GPU, in one command of a 10-minute device call; never run by the
+tests or CI.
+
+    PYTHONUNBUFFERED=1 python3 bench/gpu_throughput.py --data DATA --out "$OUT" \\
+        [--model DIR] [--adapter DIR|none] [--widths 256,512,1024] [--budget-s 480]
+
+- prompts: the validation prompt mix (`recipe_split(DATA).validation`, 2-12 calls, as
+  bench/generation.py), drawn with replacement up to the width; T=0.8, top-k 50, one seed;
+- width W: W graphs in one `run_generation` call (every layer of a wave shares the passes);
+- per width, constrained then unconstrained; a width whose first mode would start after
+  `--budget-s` is skipped (both modes or neither), so the command ends inside the device call;
+- writes OUT/gpu_throughput.json and .md after every width (a cut-short run keeps what it did).
+
+What travels to the device is the working tree alone (64 MiB): the data (the Casper sample the
+validation split is drawn from) and any missing Python packages (llguidance, outlines, lark,
+networkx as wheels) must be carried, and the base model found there (`--model`); see
+/work/.library/device/README.md of the workplace for how a run carries them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import DEFAULT_DATA, machine
+from tracegrammar import Constraints
+from tracegrammar.benchmark import table_lines
+from tracegrammar.decoding.driver import GenerationRun, default_adapter_dir, run_generation
+from tracegrammar.decoding.models import load_model
+from tracegrammar.training.datasets import recipe_split
+
+
+def prompt_mix(data: str, count: int, seed: int) -> list[Constraints]:
+    val = [g for g in recipe_split(data).validation if 2 <= g.num_edges <= 12]
+    rng = random.Random(seed)
+    return [
+        Constraints(g.service, g.num_edges, g.depth, g.latency)
+        for g in (rng.choice(val) for _ in range(count))
+    ]
+
+
+def row(run: GenerationRun) -> dict[str, Any]:
+    s = run.stats
+    valid = sum(g.valid for g in run.generations)
+    return {
+        "graphs": len(run.generations),
+        "valid": valid,
+        "wall_s": s.wall_s,
+        "engine_s": s.engine_s,
+        "engine_share": s.engine_s / s.wall_s if s.wall_s else 0.0,
+        "forward_passes": s.forward_passes,
+        "step_ms": 1e3 * s.wall_s / max(s.forward_passes, 1),
+        "engine_ms_per_step": 1e3 * s.engine_s / max(s.forward_passes, 1),
+        "sampled_tokens": s.sampled_tokens,
+        "forced_tokens": s.forced_tokens,
+        "graphs_per_s": len(run.generations) / s.wall_s,
+        "valid_graphs_per_s": valid / s.wall_s,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--data", default=DEFAULT_DATA)
+    ap.add_argument("--model", default=None, help="base model folder (default: the default base)")
+    ap.add_argument("--adapter", default=None, help="'none' for the bare base")
+    ap.add_argument("--widths", default="256,512,1024")
+    ap.add_argument("--temperature", type=float, default=0.8)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--budget-s", type=float, default=480.0)
+    ap.add_argument("--out", default="bench/results/gpu_throughput")
+    args = ap.parse_args()
+    start = time.perf_counter()
+    import torch
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    adapter = None if args.adapter == "none" else (args.adapter or default_adapter_dir())
+    lm = load_model(args.model, adapter, device=device)
+    widths = [int(w) for w in args.widths.split(",")]
+    data: dict[str, Any] = {"machine": machine(), "device": device, "model": lm.name,
+                            "temperature": args.temperature, "seed": args.seed,
+                            "setup_s": time.perf_counter() - start, "widths": []}  # fmt: skip
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for width in widths:
+        if time.perf_counter() - start > args.budget_s:
+            print(f"width {width}: skipped (budget of {args.budget_s:.0f} s spent)", flush=True)
+            continue
+        cs = prompt_mix(args.data, width, args.seed)
+        result: dict[str, Any] = {"width": width}
+        for name, constrained in (("constrained", True), ("unconstrained", False)):
+            run = run_generation(cs, 1, temperature=args.temperature, seed=args.seed, model=lm,
+                                 constrained=constrained)  # fmt: skip
+            result[name] = row(run)
+            print(f"width {width} {name}: {result[name]}", flush=True)
+        c, u = result["constrained"], result["unconstrained"]
+        result["valid_per_s_over_raw_per_s"] = c["valid_graphs_per_s"] / u["graphs_per_s"]
+        data["widths"].append(result)
+        data["total_s"] = time.perf_counter() - start
+        (out / "gpu_throughput.json").write_text(json.dumps(data, indent=1) + "\n")
+        (out / "gpu_throughput.md").write_text(markdown(data))
+    print(markdown(data))
+
+
+def markdown(data: dict[str, Any]) -> str:
+    md = [
+        f"# Throughput with many graphs in flight ({data['model']}, {data['device']}, "
+        f"T={data['temperature']}, seed {data['seed']})",
+        "",
+        f"Machine: {data['machine']}",
+        "",
+    ]
+    md += table_lines(
+        ["width", "valid graphs / s (constrained)", "raw graphs / s (unconstrained)", "ratio",
+         "validity", "engine share of step time", "step ms (engine ms)"],
+        [
+            [r["width"], f"{r['constrained']['valid_graphs_per_s']:.1f}",
+             f"{r['unconstrained']['graphs_per_s']:.1f}",
+             f"{r['valid_per_s_over_raw_per_s']:.2f}",
+             f"{r['constrained']['valid']}/{r['constrained']['graphs']}",
+             f"{r['constrained']['engine_share']:.1%}",
+             f"{r['constrained']['step_ms']:.1f} ({r['constrained']['engine_ms_per_step']:.1f})"]
+            for r in data["widths"]
+        ],
+    )  # fmt: skip
+    md += ["", "Targets (issue 18): >= 100 valid graphs / s, engine <= 10% of step time, "
+           "ratio >= 3.", ""]  # fmt: skip
+    return "\n".join(md)
+
+
+if __name__ == "__main__":
+    main()
