@@ -4,7 +4,11 @@ spent in the engine. For a lent GPU, in one command of a 10-minute device call; 
 tests or CI.
 
     PYTHONUNBUFFERED=1 python3 bench/gpu_throughput.py --data DATA --out "$OUT" \\
-        [--model DIR] [--adapter DIR|none] [--widths 256,512,1024] [--budget-s 480]
+        [--model DIR | --random-base DIR] [--adapter DIR|none] [--widths 256,512,1024] \\
+        [--dtype bfloat16] [--budget-s 480]
+
+On a lent device the whole run is one command: `bash bench/device/prepare.sh` here, then the
+command that `bench/device/README.md` gives.
 
 - prompts: the validation prompt mix (`recipe_split(DATA).validation`, 2-12 calls, as
   bench/generation.py), drawn with replacement up to the width; T=0.8, top-k 50, one seed;
@@ -13,10 +17,16 @@ tests or CI.
   `--budget-s` is skipped (both modes or neither), so the command ends inside the device call;
 - writes OUT/gpu_throughput.json and .md after every width (a cut-short run keeps what it did).
 
-What travels to the device is the working tree alone (64 MiB): the data (the Casper sample the
-validation split is drawn from) and any missing Python packages (llguidance, outlines, lark,
-networkx as wheels) must be carried, and the base model found there (`--model`); see
-/work/.library/device/README.md of the workplace for how a run carries them.
+What travels to the device is the working tree alone (64 MiB): the data (the validation split is
+drawn from it), the missing Python packages as wheels, and the model. The embedded base does not
+fit (its GGUF is 98 MB, its weights 540 MB in fp32), so `--random-base DIR` builds the same
+architecture (DIR: its config.json and tokenizer, 4 MB) with random weights: the same compute per
+token and the same constraint engine, so graphs per second and the engine's share are measured
+as with the trained model; only what the graphs look like differs (they are still all valid).
+The prior and the semantic rules still come from the adapter folder (its prior.json and
+reference.json), so the layers have the shapes and names of real ones. Unconstrained, random
+weights never close a layer and write to the free writer's token budget, so with `--random-base`
+compare tokens per second, not raw graphs per second (the ratio column is then meaningless).
 """
 
 from __future__ import annotations
@@ -35,7 +45,7 @@ from common import DEFAULT_DATA, machine
 from tracegrammar import Constraints
 from tracegrammar.benchmark import table_lines
 from tracegrammar.decoding.driver import GenerationRun, default_adapter_dir, run_generation
-from tracegrammar.decoding.models import load_model
+from tracegrammar.decoding.models import LoadedModel, load_model
 from tracegrammar.training.datasets import recipe_split
 
 
@@ -63,15 +73,34 @@ def row(run: GenerationRun) -> dict[str, Any]:
         "sampled_tokens": s.sampled_tokens,
         "forced_tokens": s.forced_tokens,
         "graphs_per_s": len(run.generations) / s.wall_s,
+        "tokens_per_s": (s.sampled_tokens + s.forced_tokens) / s.wall_s,
         "valid_graphs_per_s": valid / s.wall_s,
     }
+
+
+def random_base(folder: Path, adapter: str | Path | None, device: str, dtype: str) -> LoadedModel:
+    """The base architecture of `folder` with random weights; the adapter folder lends only its
+    prior and reference (its LoRA weights would mean nothing on random weights)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    torch.manual_seed(0)
+    tok = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    config = AutoConfig.from_pretrained(folder, local_files_only=True)
+    kind = torch.float32 if device == "cpu" else getattr(torch, dtype)
+    model = AutoModelForCausalLM.from_config(config, dtype=kind).to(device).eval()
+    return LoadedModel(model, tok, f"random:{folder.name}", str(adapter) if adapter else None)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--data", default=DEFAULT_DATA)
     ap.add_argument("--model", default=None, help="base model folder (default: the default base)")
-    ap.add_argument("--adapter", default=None, help="'none' for the bare base")
+    ap.add_argument("--random-base", default=None, metavar="DIR",
+                    help="config.json + tokenizer of the base: same architecture, random weights")
+    ap.add_argument("--dtype", default="bfloat16", choices=("bfloat16", "float16", "float32"),
+                    help="weights' dtype on an accelerator (a CPU always uses float32)")
+    ap.add_argument("--adapter", default=None, help="'none' for the bare base")  # fmt: skip
     ap.add_argument("--widths", default="256,512,1024")
     ap.add_argument("--temperature", type=float, default=0.8)
     ap.add_argument("--seed", type=int, default=0)
@@ -83,10 +112,16 @@ def main() -> None:
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     adapter = None if args.adapter == "none" else (args.adapter or default_adapter_dir())
-    lm = load_model(args.model, adapter, device=device)
+    if args.random_base:
+        lm = random_base(Path(args.random_base), adapter, device, args.dtype)
+    else:
+        lm = load_model(args.model, adapter, device=device)
+        if device != "cpu":
+            lm.model.to(getattr(torch, args.dtype))
     widths = [int(w) for w in args.widths.split(",")]
     data: dict[str, Any] = {"machine": machine(), "device": device, "model": lm.name,
                             "temperature": args.temperature, "seed": args.seed,
+                            "dtype": str(next(lm.model.parameters()).dtype),
                             "setup_s": time.perf_counter() - start, "widths": []}  # fmt: skip
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -113,21 +148,24 @@ def main() -> None:
 def markdown(data: dict[str, Any]) -> str:
     md = [
         f"# Throughput with many graphs in flight ({data['model']}, {data['device']}, "
-        f"T={data['temperature']}, seed {data['seed']})",
+        f"{data.get('dtype', '')}, T={data['temperature']}, seed {data['seed']})",
         "",
         f"Machine: {data['machine']}",
         "",
     ]
     md += table_lines(
         ["width", "valid graphs / s (constrained)", "raw graphs / s (unconstrained)", "ratio",
-         "validity", "engine share of step time", "step ms (engine ms)"],
+         "validity", "engine share of step time", "step ms (engine ms)",
+         "tokens / s (constrained, unconstrained)"],
         [
             [r["width"], f"{r['constrained']['valid_graphs_per_s']:.1f}",
              f"{r['unconstrained']['graphs_per_s']:.1f}",
              f"{r['valid_per_s_over_raw_per_s']:.2f}",
              f"{r['constrained']['valid']}/{r['constrained']['graphs']}",
              f"{r['constrained']['engine_share']:.1%}",
-             f"{r['constrained']['step_ms']:.1f} ({r['constrained']['engine_ms_per_step']:.1f})"]
+             f"{r['constrained']['step_ms']:.1f} ({r['constrained']['engine_ms_per_step']:.1f})",
+             f"{r['constrained'].get('tokens_per_s', 0):.0f}, "
+             f"{r['unconstrained'].get('tokens_per_s', 0):.0f}"]
             for r in data["widths"]
         ],
     )  # fmt: skip
