@@ -96,11 +96,19 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--data", default=DEFAULT_DATA)
     ap.add_argument("--model", default=None, help="base model folder (default: the default base)")
-    ap.add_argument("--random-base", default=None, metavar="DIR",
-                    help="config.json + tokenizer of the base: same architecture, random weights")
-    ap.add_argument("--dtype", default="bfloat16", choices=("bfloat16", "float16", "float32"),
-                    help="weights' dtype on an accelerator (a CPU always uses float32)")
-    ap.add_argument("--adapter", default=None, help="'none' for the bare base")  # fmt: skip
+    ap.add_argument(
+        "--random-base",
+        default=None,
+        metavar="DIR",
+        help="config.json + tokenizer of the base: same architecture, random weights",
+    )
+    ap.add_argument(
+        "--dtype",
+        default="bfloat16",
+        choices=("bfloat16", "float16", "float32"),
+        help="weights' dtype on an accelerator (a CPU always uses float32)",
+    )
+    ap.add_argument("--adapter", default=None, help="'none' for the bare base")
     ap.add_argument("--widths", default="256,512,1024")
     ap.add_argument("--temperature", type=float, default=0.8)
     ap.add_argument("--seed", type=int, default=0)
