@@ -1,4 +1,4 @@
-"""The model side of infilling (`tracegrammar.infill`): a `Chooser` that writes only allowed values.
+"""The model side of infilling (`tracegrammar.infilling`): a `Chooser` that writes only allowed values.
 
 The model reads the infill prompt (grammars/infill.lark) and the answer written so far. For a
 name or a call type it ranks the allowed values by their log-likelihood (the value's tokens and
@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from ..infill import Allowed, IntRange, Part, answer_key, digits_fit, render_prompt
+from ..infilling import Allowed, IntRange, Part, answer_key, digits_fit, render_prompt
 from ..types import CallGraph
 from .models import LoadedModel
 
