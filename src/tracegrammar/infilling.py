@@ -489,7 +489,7 @@ def fill(
     """Fill `parts` one field at a time (see `infill`); the result passes the oracle."""
     from .oracle import check
 
-    current = _with_sources(graph)
+    current = with_sources(graph)
     for part in parts:
         answer: dict[str, object] = {}
         for name in part.fields:
@@ -503,7 +503,7 @@ def fill(
             if value not in options:  # a chooser bug must never reach a graph
                 raise InfillError(f"{describe(graph)}: chooser gave {value!r}, not allowed")
             answer[name] = value
-            current = _with_sources(_set(current, part.rpc_id, name, value))
+            current = with_sources(set_value(current, part.rpc_id, name, value))
     problems = check(current)
     leaf = [
         e.rpc_id
@@ -524,7 +524,7 @@ def _why(graph: CallGraph, rpc_id: str, field: str, options: Allowed) -> str:
     return "every call type is ruled out"
 
 
-def _set(graph: CallGraph, rpc_id: str, field: str, value: object) -> CallGraph:
+def set_value(graph: CallGraph, rpc_id: str, field: str, value: object) -> CallGraph:
     edges = tuple(
         replace(e, **{field: value}) if e.rpc_id == rpc_id else e  # type: ignore[arg-type]
         for e in graph.edges
@@ -532,7 +532,7 @@ def _set(graph: CallGraph, rpc_id: str, field: str, value: object) -> CallGraph:
     return CallGraph(graph.service, edges)
 
 
-def _with_sources(graph: CallGraph) -> CallGraph:
+def with_sources(graph: CallGraph) -> CallGraph:
     """Unknown sources filled from the parent's destination (the root's: USER)."""
     if not any(e.source is None for e in graph.edges):
         return graph

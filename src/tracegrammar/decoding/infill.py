@@ -17,9 +17,18 @@ from typing import Any
 
 import torch
 
-from ..infilling import Allowed, IntRange, Part, answer_key, digits_fit, render_prompt
+from ..infilling import (
+    Allowed,
+    Frequencies,
+    IntRange,
+    Part,
+    answer_key,
+    digits_fit,
+    render_prompt,
+)
 from ..types import CallGraph
-from .models import LoadedModel
+from .batch import _accepts, _cache_keyword
+from .models import LoadedModel, unwrap_peft
 
 #: Most tokens an unconstrained answer may take (a whole call is about 25).
 MAX_FREE_TOKENS = 48
@@ -28,8 +37,9 @@ MAX_FREE_TOKENS = 48
 class ModelChooser:
     """Chooses allowed values by the model's likelihood (see the module docstring)."""
 
-    def __init__(self, lm: LoadedModel) -> None:
+    def __init__(self, lm: LoadedModel, freq: Frequencies | None = None) -> None:
         self.lm = lm
+        self.freq = freq  # orders destination lists too long to offer whole
         self.model = lm.model
         self.model.eval()
         self.tok = lm.tokenizer
@@ -68,12 +78,11 @@ class ModelChooser:
 
     def _start(self, prompt: str, part: Part) -> None:
         self._part, self._prompt = part, prompt
-        ids = torch.tensor([self._ids(prompt)], device=self.device)
+        ids = self._ids(prompt)
         with torch.inference_mode():
-            out = self.model(input_ids=ids, use_cache=True)
-        self._cache = out.past_key_values
-        self._prompt_logits = out.logits[0, -1]
-        self._prompt_len = ids.shape[1]
+            logits, self._cache = _step(self.model, ids, None, last_only=True)
+        self._prompt_logits = logits[-1]
+        self._prompt_len = len(ids)
 
     def _advance(self, ids: list[int]) -> torch.Tensor:
         """Back to the end of the prompt, then feed `ids`: the logits after the last of them."""
@@ -81,20 +90,10 @@ class ModelChooser:
         if not ids:
             assert self._prompt_logits is not None
             return self._prompt_logits
-        out = self.model(
-            input_ids=torch.tensor([ids], device=self.device),
-            past_key_values=self._cache,
-            use_cache=True,
-        )
-        return out.logits[0, -1]
+        return _step(self.model, ids, self._cache, last_only=True)[0][-1]
 
     def _feed(self, token: int) -> torch.Tensor:
-        out = self.model(
-            input_ids=torch.tensor([[token]], device=self.device),
-            past_key_values=self._cache,
-            use_cache=True,
-        )
-        return out.logits[0, -1]
+        return _step(self.model, [token], self._cache, last_only=True)[0][-1]
 
     # -- names and types: ranked --------------------------------------------------------------
 
@@ -108,12 +107,8 @@ class ModelChooser:
             first = torch.log_softmax(logits.float(), -1)[ids[0]]
             total = float(first)
             if len(ids) > 1:
-                out = self.model(
-                    input_ids=torch.tensor([ids[:-1]], device=self.device),
-                    past_key_values=self._cache,
-                    use_cache=True,
-                )
-                logp = torch.log_softmax(out.logits[0].float(), -1)
+                logits_after, _ = _step(self.model, ids[:-1], self._cache, last_only=False)
+                logp = torch.log_softmax(logits_after.float(), -1)
                 total += float(logp[torch.arange(len(ids) - 1), torch.tensor(ids[1:])].sum())
                 _crop_to(self._cache, base)
             scores.append(total)
@@ -138,6 +133,21 @@ class ModelChooser:
             logits = self._feed(token)
 
 
+def _step(model: Any, ids: list[int], cache: Any, *, last_only: bool) -> tuple[torch.Tensor, Any]:
+    """Feed `ids` (one row) after `cache` (None: from the start): the logits [positions, vocab]
+    (only the last position's with `last_only`) and the cache, which grows in place."""
+    cls = type(unwrap_peft(model))
+    extra: dict[str, Any] = {}
+    if cache is not None:
+        extra[_cache_keyword(cls)] = cache
+    if last_only and _accepts(cls, "logits_to_keep"):
+        extra["logits_to_keep"] = 1
+    device = next(model.parameters()).device
+    out = model(input_ids=torch.tensor([ids], device=device), use_cache=True, **extra)
+    new_cache = out.cache if "cache" in out else out.past_key_values
+    return out.logits[0], new_cache
+
+
 def _crop_to(cache: Any, length: int) -> None:
     """Drop the cached tokens after the first `length` (a negative crop: the same meaning in
     every transformers version)."""
@@ -150,13 +160,12 @@ def free_answer(lm: LoadedModel, graph: CallGraph, part: Part) -> str:
     """What the model writes after the infill prompt with no constraint (greedy, one line)."""
     model, tok = lm.model, lm.tokenizer
     model.eval()
-    device = next(model.parameters()).device
     ids = tok(render_prompt(graph, part), add_special_tokens=False).input_ids
     newline = tok("\n", add_special_tokens=False).input_ids[-1]
     out_ids: list[int] = []
     with torch.inference_mode():
-        out = model(input_ids=torch.tensor([ids], device=device), use_cache=True)
-        cache, logits = out.past_key_values, out.logits[0, -1]
+        all_logits, cache = _step(model, ids, None, last_only=True)
+        logits = all_logits[-1]
         for _ in range(MAX_FREE_TOKENS):
             token = int(torch.argmax(logits))
             if token == tok.eos_token_id:
@@ -164,11 +173,7 @@ def free_answer(lm: LoadedModel, graph: CallGraph, part: Part) -> str:
             out_ids.append(token)
             if token == newline or tok.decode([token]).endswith("\n"):
                 break
-            out = model(
-                input_ids=torch.tensor([[token]], device=device),
-                past_key_values=cache,
-                use_cache=True,
-            )
-            cache, logits = out.past_key_values, out.logits[0, -1]
+            all_logits, cache = _step(model, [token], cache, last_only=True)
+            logits = all_logits[-1]
     text = tok.decode(out_ids)
     return text if text.endswith("\n") else text + "\n"
