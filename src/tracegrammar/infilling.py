@@ -470,7 +470,7 @@ def infill(
     `reference` gives the semantic rules (default: the model's adapter's). Raises InfillError
     (naming the graph and the reason) when there is nothing to fill, more than `max_parts`
     parts, or no value can make the graph valid."""
-    parts = check_parts(graph, max_parts)
+    check_parts(graph, max_parts)  # before a model is loaded
     if chooser is None or reference is None:
         from .decoding.infill import ModelChooser
         from .decoding.models import resolve_model
@@ -480,7 +480,28 @@ def infill(
             reference = loaded.reference() or Reference()
         if chooser is None:
             chooser = ModelChooser(loaded)
+    parts = check_feasible(graph, reference, max_parts)
     return fill(graph, parts, reference, chooser)
+
+
+class FirstChooser:
+    """The first allowed value (the lowest time): a dry run that tells, before any model is
+    loaded, whether the known values leave any way to fill the graph."""
+
+    def choose(
+        self, graph: CallGraph, part: Part, field: str, allowed: Allowed, answer: dict[str, object]
+    ) -> str | int:
+        return allowed.lo if isinstance(allowed, IntRange) else allowed[0]
+
+
+def check_feasible(
+    graph: CallGraph, reference: Reference, max_parts: int = MAX_PARTS
+) -> list[Part]:
+    """The parts to fill, after a dry run (`FirstChooser`): InfillError, naming the graph and
+    the reason, when nothing is missing, too much is, or no value can make the graph valid."""
+    parts = check_parts(graph, max_parts)
+    fill(graph, parts, reference, FirstChooser())
+    return parts
 
 
 def fill(

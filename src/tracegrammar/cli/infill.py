@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import UsageError
+from ..infilling import Chooser
+from ..reference import REFERENCE_FILE, Reference
 from ..types import CallGraph
 from .common import check_model_flags, resolve_adapter
 
@@ -59,7 +62,7 @@ def read_incomplete(path: str) -> list[CallGraph]:
 
 
 def cmd_infill(args: argparse.Namespace) -> int:
-    from ..infilling import InfillError, check_parts
+    from ..infilling import InfillError, check_feasible, check_parts
     from ..io import check_output_writable, write_jsonl
 
     if args.max_parts < 1:
@@ -83,7 +86,13 @@ def cmd_infill(args: argparse.Namespace) -> int:
             todo.append((i, check_parts(g, args.max_parts)))
         except InfillError as exc:
             raise InfillError(f"{args.file}: graph {i + 1}: {exc}") from None
-    reference, chooser = _chooser(args)
+    reference, load_chooser = _reference(args)
+    for i, _ in todo:  # a dry run: refuse what cannot be filled before a model is loaded
+        try:
+            check_feasible(graphs[i], reference, args.max_parts)
+        except InfillError as exc:
+            raise InfillError(f"{args.file}: graph {i + 1}: {exc}") from None
+    chooser = load_chooser()
     out = list(graphs)
     from ..infilling import fill
 
@@ -97,9 +106,9 @@ def cmd_infill(args: argparse.Namespace) -> int:
     return 0
 
 
-def _chooser(args: argparse.Namespace):
+def _reference(args: argparse.Namespace) -> tuple[Reference, Callable[[], Chooser]]:
+    """The semantic rules, and how to make the chooser (the model is loaded only when called)."""
     from ..infilling import Frequencies, FrequencyChooser
-    from ..reference import Reference
 
     train = None
     if args.data:
@@ -108,10 +117,19 @@ def _chooser(args: argparse.Namespace):
         train = list(load_traces(args.data))
     if args.method == "frequency":
         assert train is not None
-        return Reference.from_graphs(train), FrequencyChooser(Frequencies.from_graphs(train))
-    from ..decoding.infill import ModelChooser
-    from ..decoding.models import load_model
+        freq = Frequencies.from_graphs(train)
+        return Reference.from_graphs(train), lambda: FrequencyChooser(freq)
+    if train is not None:
+        reference = Reference.from_graphs(train)
+    else:
+        adapter = resolve_adapter(args.adapter)
+        path = Path(adapter) / REFERENCE_FILE if adapter else None
+        reference = Reference.load(path) if path is not None and path.is_file() else Reference()
 
-    lm = load_model(args.model, resolve_adapter(args.adapter))
-    reference = Reference.from_graphs(train) if train is not None else lm.reference()
-    return reference or Reference(), ModelChooser(lm)
+    def load() -> Chooser:
+        from ..decoding.infill import ModelChooser
+        from ..decoding.models import load_model
+
+        return ModelChooser(load_model(args.model, resolve_adapter(args.adapter)))
+
+    return reference, load
