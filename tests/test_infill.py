@@ -138,6 +138,23 @@ def test_infill_text_is_in_the_grammar_and_answers_round_trip(graph, data):
     assert render_answer(part, truth(graph, part)) == answer
 
 
+@settings(max_examples=30)
+@given(call_graphs(max_edges=12), st.data())
+def test_layer_scoring_text_is_the_trained_layer_without_the_value(graph, data):
+    from tracegrammar.decoding.infill import layer_text
+    from tracegrammar.encode import render_layer
+    from tracegrammar.layers import decompose
+
+    kind = data.draw(st.sampled_from(["destination", "type"]))
+    part = Part(data.draw(st.sampled_from(eligible(graph, kind))), kind)
+    text = layer_text(mask(graph, part), part, kind, "MS_0" if kind == "destination" else "http")
+    assert text is not None
+    prompt, prefix, follow = text
+    value = getattr(graph.by_id[part.rpc_id], kind)
+    layers = [render_layer(layer) for layer in decompose(graph)]
+    assert any(t.startswith(prompt + prefix + value + follow) for t in layers)
+
+
 def test_masking_a_destination_hides_the_childrens_source_too():
     g = CallGraph(
         "S_1",

@@ -1,7 +1,11 @@
 """The model side of infilling (`tracegrammar.infilling`): a `Chooser` that writes only allowed values.
 
-The model reads the infill prompt (grammars/infill.lark) and the answer written so far. For a
-name or a call type it ranks the allowed values by their log-likelihood (the value's tokens and
+A missing destination or call type of a call whose layer is otherwise known is scored in the
+format the adapter was trained on: the layer that holds the call (`<layer ...>` prompt, the calls
+before it), the candidate, and the rest of its row; the value with the highest log-likelihood is
+taken. Everything else (times, a whole missing call, a layer with other unknowns) is read from
+the infill prompt (grammars/infill.lark) and the answer written so far: for a name or a call type
+the model ranks the allowed values by their log-likelihood (the value's tokens and
 the text that follows it, so `MS_5` is not read as the start of `MS_53`) and takes the best; a
 number it writes digit by digit, each step choosing among the digits that can still end inside
 the allowed range (and the end of the number, once inside). The prompt is run once per part and
@@ -17,6 +21,7 @@ from typing import Any
 
 import torch
 
+from ..encode import render_edge, render_layer_prompt
 from ..infilling import (
     Allowed,
     Frequencies,
@@ -25,8 +30,11 @@ from ..infilling import (
     answer_key,
     digits_fit,
     render_prompt,
+    set_value,
+    with_sources,
 )
-from ..types import CallGraph
+from ..layers import decompose
+from ..types import ROOT_ID, CallGraph, rpc_parent, rpc_parts
 from .batch import _accepts, _cache_keyword
 from .models import LoadedModel, unwrap_peft
 
@@ -37,9 +45,12 @@ MAX_FREE_TOKENS = 48
 class ModelChooser:
     """Chooses allowed values by the model's likelihood (see the module docstring)."""
 
-    def __init__(self, lm: LoadedModel, freq: Frequencies | None = None) -> None:
+    def __init__(
+        self, lm: LoadedModel, freq: Frequencies | None = None, *, layers: bool = True
+    ) -> None:
         self.lm = lm
         self.freq = freq  # orders destination lists too long to offer whole
+        self.layers = layers  # score names and types in the layer format where it can
         self.model = lm.model
         self.model.eval()
         self.tok = lm.tokenizer
@@ -62,6 +73,13 @@ class ModelChooser:
     def choose(
         self, graph: CallGraph, part: Part, field: str, allowed: Allowed, answer: dict[str, object]
     ) -> str | int:
+        if self.layers and part.kind == field and isinstance(allowed, tuple) and len(allowed) > 1:
+            text = layer_text(graph, part, field, allowed[0])
+            if text is not None:
+                prompt, prefix, follow = text
+                self._start(prompt, None)
+                with torch.inference_mode():
+                    return self._best(self._advance(self._ids(prefix)), allowed, follow)
         if not answer or part != self._part:  # a new part: the prompt shows it still missing
             self._start(render_prompt(graph, part), part)
         prefix = "".join(f"{answer_key(f)}:{answer[f]} " for f in part.fields if f in answer)
@@ -76,7 +94,7 @@ class ModelChooser:
 
     # -- the key-value cache ----------------------------------------------------------------
 
-    def _start(self, prompt: str, part: Part) -> None:
+    def _start(self, prompt: str, part: Part | None) -> None:
         self._part, self._prompt = part, prompt
         ids = self._ids(prompt)
         with torch.inference_mode():
@@ -131,6 +149,47 @@ class ModelChooser:
             if len(text) >= len(str(allowed.hi)) and int(text) in allowed:
                 return int(text)  # no digit can follow
             logits = self._feed(token)
+
+
+def layer_text(
+    graph: CallGraph, part: Part, field: str, any_value: str
+) -> tuple[str, str, str] | None:
+    """(layer prompt, output up to the field, rest of the row after it) of the layer holding the
+    call of `part`, as the adapter was trained to write it; None when anything else the layer
+    shows is unknown. The field's own value (`any_value` stands in for it) is in neither text."""
+    probe = with_sources(set_value(graph, part.rpc_id, field, any_value))
+    if probe.missing:
+        return None
+    try:
+        layers = decompose(probe)
+    except (ValueError, KeyError):
+        return None
+    order = list(_expanded(probe))
+    layer = layers[order.index(rpc_parent(part.rpc_id))]
+    index = rpc_parts(part.rpc_id)[-1] if part.rpc_id != ROOT_ID else 0
+    before = "".join(render_edge(e) for e in layer.edges if e.index < index)
+    (e,) = [e for e in layer.edges if e.index == index]
+    times = f" start:{e.start} finish:{e.finish})\n"
+    if field == "destination":
+        return (
+            render_layer_prompt(layer.conditions),
+            f"<edges>\n{before}(id:{index} dm:",
+            (f" type:{e.type}{times}"),
+        )
+    prefix = f"<edges>\n{before}(id:{index} dm:{e.destination} type:"
+    return render_layer_prompt(layer.conditions), prefix, times
+
+
+def _expanded(graph: CallGraph):
+    """The call each layer of `decompose(graph)` expands (None: the root layer), in its order."""
+
+    def walk(parent: str | None, calls: tuple) -> object:
+        yield parent
+        for c in calls:
+            if c.rpc_id in graph.children:
+                yield from walk(c.rpc_id, graph.children[c.rpc_id])
+
+    yield from walk(None, (graph.by_id[ROOT_ID],))
 
 
 def _step(model: Any, ids: list[int], cache: Any, *, last_only: bool) -> tuple[torch.Tensor, Any]:
