@@ -50,6 +50,10 @@ def register_infill_bench(p: argparse.ArgumentParser) -> None:
         "--recover-with", default=d.recover_with,
         help="who picks the dropped graphs' values: frequency (default) or model",
     )  # fmt: skip
+    p.add_argument(
+        "--time-limit", type=float, default=0,
+        help="seconds after which no new case starts; the summary says how many ran (0: none)",
+    )  # fmt: skip
     p.add_argument("--model", help="base model directory (default: embedded SmolLM2)")
     p.add_argument("--adapter", help="LoRA adapter (default: shipped; 'none' for the bare base)")
     p.set_defaults(func=cmd_infill_bench)
@@ -68,6 +72,7 @@ def cmd_infill_bench(args: argparse.Namespace) -> int:
         methods=tuple(args.methods),
         recover=not args.no_recover,
         recover_with=args.recover_with,
+        time_limit=args.time_limit,
         model=args.model,
         adapter=resolve_adapter(args.adapter),
     )

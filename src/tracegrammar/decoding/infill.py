@@ -38,8 +38,8 @@ from ..types import ROOT_ID, CallGraph, rpc_parent, rpc_parts
 from .batch import _accepts, _cache_keyword
 from .models import LoadedModel, unwrap_peft
 
-#: Most tokens an unconstrained answer may take (a whole call is about 25).
-MAX_FREE_TOKENS = 48
+#: Most tokens an unconstrained answer may take: one field is at most about 12, a whole call 30.
+MAX_FREE_TOKENS = {"call": 40, "field": 16}
 
 
 class ModelChooser:
@@ -225,7 +225,7 @@ def free_answer(lm: LoadedModel, graph: CallGraph, part: Part) -> str:
     with torch.inference_mode():
         all_logits, cache = _step(model, ids, None, last_only=True)
         logits = all_logits[-1]
-        for _ in range(MAX_FREE_TOKENS):
+        for _ in range(MAX_FREE_TOKENS["call" if part.kind == "call" else "field"]):
             token = int(torch.argmax(logits))
             if token == tok.eos_token_id:
                 break

@@ -71,14 +71,17 @@ class InfillOptions:
     methods: tuple[str, ...] = METHODS
     recover: bool = True
     recover_with: str = "frequency"
+    time_limit: float = 0  # seconds after which no new case starts (0: none)
     model: str | None = None
     adapter: str | None = None
 
 
 def draw_cases(graphs: list[CallGraph], n: int, seed: int) -> list[tuple[CallGraph, Part]]:
-    """`n` (graph, masked part) cases per task, drawn with `seed`."""
-    cases: list[tuple[CallGraph, Part]] = []
+    """`n` (graph, masked part) cases per task, drawn with `seed`, interleaved (one case of
+    every task, then the next), so a run stopped by its time limit has every task alike."""
+    per_task: list[list[tuple[CallGraph, Part]]] = []
     for kind in TASKS:
+        cases: list[tuple[CallGraph, Part]] = []
         rng = random.Random(f"{seed}:{kind}")
         order = list(range(len(graphs)))
         rng.shuffle(order)
@@ -91,7 +94,8 @@ def draw_cases(graphs: list[CallGraph], n: int, seed: int) -> list[tuple[CallGra
             picked += 1
             if picked == n:
                 break
-    return cases
+        per_task.append(cases)
+    return [c for k in range(n) for cases in per_task if k < len(cases) for c in [cases[k]]]
 
 
 def is_valid(graph: CallGraph, reference: Reference) -> bool:
@@ -246,7 +250,12 @@ def run_infill(opts: InfillOptions, label: str) -> int:
         choosers["unconstrained"] = None
     cases = draw_cases(list(split.validation), opts.n, opts.seed)
     records = []
+    started = time.time()
+    stopped_at = None
     for k, (graph, part) in enumerate(cases):
+        if opts.time_limit and time.time() - started > opts.time_limit:
+            stopped_at = k
+            break
         for method in opts.methods:
             records.append(run_case(method, choosers[method], lm, graph, part, reference))
         print(f"\rcase {k + 1}/{len(cases)}", end="", file=sys.stderr, flush=True)
@@ -262,6 +271,8 @@ def run_infill(opts: InfillOptions, label: str) -> int:
         "machine": machine(),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "seconds": round(time.time() - t0, 1),
+        "cases_run": len(cases) if stopped_at is None else stopped_at,
+        "cases_drawn": len(cases),
         "train_graphs": len(split.train),
         "validation_graphs": len(split.validation),
         "tasks": summarise(records),
@@ -293,6 +304,15 @@ def summary_lines(s: dict[str, Any]) -> list[str]:
         f"graphs), seed {s['options']['seed']}; machine: {s['machine']}; {s['date']}; "
         f"{s['seconds']} s.",
         "",
+        *(
+            [
+                f"Stopped by the time limit ({s['options']['time_limit']} s) after "
+                f"{s['cases_run']} of {s['cases_drawn']} cases (cases alternate between tasks).",
+                "",
+            ]
+            if s.get("cases_run", 0) < s.get("cases_drawn", 0)
+            else []
+        ),
         "Exact-match accuracy (valid: the filled graph passes the oracle). For a whole call the "
         "accuracy is its (destination, type); times are exact to the millisecond.",
         "",
@@ -306,7 +326,8 @@ def summary_lines(s: dict[str, Any]) -> list[str]:
         for m in methods:
             e = by.get(m)
             cells.append("-" if e is None else f"{_pct(e['accuracy'])} ({_pct(e['valid'])} valid)")
-        rows.append([task, by[methods[0]]["n"], *cells, PAPER.get(task, "-")])
+        n = max(e["n"] for e in by.values())
+        rows.append([task, n, *cells, PAPER.get(task, "-")])
     lines += table_lines(["task", "n", *methods, "paper"], rows)
     call = s["tasks"].get("call")
     if call:
@@ -360,5 +381,7 @@ def check_options(opts: InfillOptions) -> None:
     bad = [m for m in opts.methods if m not in METHODS]
     if bad or not opts.methods:
         raise InputError(f"--methods: unknown {bad[0] if bad else '(none)'}; choose from {METHODS}")
+    if not opts.time_limit >= 0:
+        raise InputError(f"--time-limit must be >= 0, got {opts.time_limit}")
     if opts.recover_with not in ("frequency", "model"):
         raise InputError(f"--recover-with must be frequency or model, got {opts.recover_with!r}")
