@@ -358,8 +358,7 @@ def test_bench_summary_on_a_small_sample(tmp_path, shared_data: Path):
     assert set(summary["tasks"]) == set(TASKS)
     assert all(t["frequency"]["valid"] == 1.0 for t in summary["tasks"].values())
     rec = summary["recovery"]
-    assert (
-        rec["incomplete"] == 48
-        and rec["valid_after_infill"] + sum(rec["not_infillable"].values()) == 48
-    )
+    assert rec["incomplete"] == 48 and rec["dropped_by_default"] == 23  # the 23 unknown_name
+    infilled = rec["dropped_valid_after_infill"] + rec["leaf_only_valid_after_infill"]
+    assert infilled + sum(rec["not_infillable"].values()) == 48
     assert "| destination | 3 |" in (out / "summary.md").read_text()

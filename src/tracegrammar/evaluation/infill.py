@@ -53,7 +53,7 @@ from ..infilling import (
 )
 from ..io import atomic_writer
 from ..reference import Reference
-from ..types import CallGraph
+from ..types import ROOT_ID, CallGraph
 from .tables import machine, table_lines
 
 METHODS: tuple[str, ...] = ("frequency", "constrained", "unconstrained")
@@ -185,30 +185,42 @@ def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def dropped_by_default(graph: CallGraph) -> bool:
+    """Whether the default loader drops this incomplete graph: a missing call, or an unknown
+    value on the root or on a call with children (an unknown leaf it removes instead)."""
+    return any(
+        p.kind == "call" or p.rpc_id == ROOT_ID or p.rpc_id in graph.children
+        for p in missing_parts(graph)
+    )
+
+
 def recover(data: str, reference: Reference, chooser: Chooser) -> dict[str, Any]:
-    """The graphs only `keep_incomplete` keeps, infilled: how many come back valid, and why the
-    others do not."""
+    """The incomplete graphs `keep_incomplete` keeps, infilled: how many come back valid, for
+    those the default loader drops and for those it keeps with unknown leaves removed."""
     from ..traces import LoadReport, load_traces
 
     report = LoadReport()
     incomplete = [g for g in load_traces(data, keep_incomplete=True, report=report) if g.missing]
-    ok = 0
+    counts: Counter[str] = Counter()
     reasons: Counter[str] = Counter()
-    kinds: Counter[str] = Counter()
     for g in incomplete:
-        parts = missing_parts(g)
-        kinds["missing call" if any(p.kind == "call" for p in parts) else "missing fields"] += 1
+        side = "dropped" if dropped_by_default(g) else "leaf_only"
+        counts[side] += 1
+        if any(p.kind == "call" for p in missing_parts(g)):
+            counts["with_missing_call"] += 1
         try:
             filled = fill(g, check_parts(g), reference, chooser)
         except InfillError as exc:
-            text = str(exc)
-            reasons[_reason(text)] += 1
+            reasons[_reason(str(exc))] += 1
             continue
-        ok += is_valid(filled, reference)
+        counts[f"{side}_valid"] += is_valid(filled, reference)
     return {
         "incomplete": len(incomplete),
-        "kinds": dict(kinds),
-        "valid_after_infill": ok,
+        "dropped_by_default": counts["dropped"],
+        "dropped_valid_after_infill": counts["dropped_valid"],
+        "with_missing_call": counts["with_missing_call"],
+        "leaf_only": counts["leaf_only"],
+        "leaf_only_valid_after_infill": counts["leaf_only_valid"],
         "not_infillable": dict(reasons),
         "still_dropped": dict(sorted(report.dropped.items())),
     }
@@ -224,6 +236,22 @@ def _reason(message: str) -> str:
     if "no type" in message:
         return "no call type fits"
     return message.split(": ", 1)[-1][:60]
+
+
+def rewrite_recovery(out: str | Path, data: str) -> None:
+    """Recompute the recovery section of a finished run (it does not depend on the model when
+    `recover_with` is frequency) and write its summary again."""
+    from ..training.datasets import recipe_split
+
+    path = Path(out) / "summary.json"
+    summary = json.loads(path.read_text())
+    split = recipe_split(data)
+    chooser = FrequencyChooser(Frequencies.from_graphs(split.train))
+    summary["recovery"] = recover(data, Reference.from_graphs(split.train), chooser)
+    with atomic_writer(path) as fh:
+        json.dump(summary, fh, indent=1)
+    with atomic_writer(Path(out) / "summary.md") as fh:
+        fh.write("\n".join(summary_lines(summary)) + "\n")
 
 
 def run_infill(opts: InfillOptions, label: str) -> int:
@@ -357,12 +385,15 @@ def summary_lines(s: dict[str, Any]) -> list[str]:
             "",
             "## Graphs the loader drops, infilled",
             "",
-            f"`load_traces(keep_incomplete=True)` keeps {r['incomplete']} incomplete graphs "
-            f"({', '.join(f'{v} with {k}' for k, v in sorted(r['kinds'].items()))}) that the "
-            f"default loader drops; after infilling (values chosen by "
-            f"{s['options']['recover_with']}) {r['valid_after_infill']} pass the oracle. "
-            f"Not infillable: {r['not_infillable'] or 'none'}. Still dropped even with "
-            f"keep_incomplete: {r['still_dropped']}.",
+            f"`load_traces(keep_incomplete=True)` keeps {r['incomplete']} incomplete graphs. "
+            f"{r['dropped_by_default']} of them the default loader drops (an unknown value on "
+            f"the root or on a call with children, or a missing call: {r['with_missing_call']}); "
+            f"after infilling (values chosen by {s['options']['recover_with']}) "
+            f"**{r['dropped_valid_after_infill']} of those {r['dropped_by_default']} pass the "
+            f"oracle**. The other {r['leaf_only']} the default loader keeps with their unknown "
+            f"leaves removed; infilled whole, {r['leaf_only_valid_after_infill']} pass. Not "
+            f"infillable: {r['not_infillable'] or 'none'}. Dropped even with keep_incomplete "
+            f"(several missing calls are `disconnected`): {r['still_dropped']}.",
         ]
     return lines
 
