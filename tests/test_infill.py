@@ -155,6 +155,25 @@ def test_layer_scoring_text_is_the_trained_layer_without_the_value(graph, data):
     assert any(t.startswith(prompt + prefix + value + follow) for t in layers)
 
 
+@settings(max_examples=30)
+@given(call_graphs(max_edges=12), st.data())
+def test_child_layer_text_is_the_trained_child_layer(graph, data):
+    from tracegrammar.decoding.infill import _expanded, child_layer_text
+    from tracegrammar.encode import render_layer_output, render_layer_prompt
+    from tracegrammar.layers import decompose
+
+    parents = [e.rpc_id for e in graph.edges if e.rpc_id in graph.children]
+    if not parents:
+        assert child_layer_text(graph, graph.edges[0].rpc_id, "MS_1") is None
+        return
+    rid = data.draw(st.sampled_from(parents))
+    kind = data.draw(st.sampled_from(["destination", "call"])) if rid != "0" else "destination"
+    masked = mask(graph, Part(rid, kind))
+    layer = decompose(graph)[list(_expanded(graph)).index(rid)]
+    text = child_layer_text(masked, rid, graph.by_id[rid].destination)
+    assert text == (render_layer_prompt(layer.conditions), render_layer_output(layer))
+
+
 def test_masking_a_destination_hides_the_childrens_source_too():
     g = CallGraph(
         "S_1",

@@ -17,11 +17,13 @@ no mask, and whatever it writes.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import torch
 
-from ..encode import render_edge, render_layer_prompt
+from ..encode import render_edge, render_layer_output, render_layer_prompt
 from ..infilling import (
     Allowed,
     Frequencies,
@@ -29,12 +31,13 @@ from ..infilling import (
     Part,
     answer_key,
     digits_fit,
+    mask,
     render_prompt,
     set_value,
     with_sources,
 )
 from ..layers import decompose
-from ..types import ROOT_ID, CallGraph, rpc_parent, rpc_parts
+from ..types import ROOT_ID, USER, CallGraph, Edge, rpc_parent, rpc_parts
 from .batch import _accepts, _cache_keyword
 from .models import LoadedModel, unwrap_peft
 
@@ -73,15 +76,12 @@ class ModelChooser:
     def choose(
         self, graph: CallGraph, part: Part, field: str, allowed: Allowed, answer: dict[str, object]
     ) -> str | int:
-        if self.layers and part.kind == field and isinstance(allowed, tuple) and len(allowed) > 1:
-            text = layer_text(graph, part, field, allowed[0])
-            if text is not None:
-                prompt, prefix, follow = text
-                self._start(prompt, None)
-                with torch.inference_mode():
-                    return self._best(self._advance(self._ids(prefix)), allowed, follow)
+        if self.layers and isinstance(allowed, tuple) and len(allowed) > 1:
+            scores = self._layer_scores(graph, part, field, allowed)
+            if scores is not None:
+                return allowed[max(range(len(allowed)), key=lambda i: (scores[i], -i))]
         if not answer or part != self._part:  # a new part: the prompt shows it still missing
-            self._start(render_prompt(graph, part), part)
+            self._start(render_prompt(mask(graph, part), part), part)
         prefix = "".join(f"{answer_key(f)}:{answer[f]} " for f in part.fields if f in answer)
         prefix += f"{answer_key(field)}:"
         rest = part.fields[part.fields.index(field) + 1 :]
@@ -91,6 +91,39 @@ class ModelChooser:
             if isinstance(allowed, IntRange):
                 return self._number(logits, allowed, self._ids(follow)[0])
             return self._best(logits, allowed, follow)
+
+    def _layer_scores(
+        self, graph: CallGraph, part: Part, field: str, options: tuple[str, ...]
+    ) -> list[float] | None:
+        """Log-likelihood of each option in the layer format, summed over the layers that show
+        it: the call's own layer (its row, when everything else there is known) and, for a
+        destination, the child layer it starts (when the call's subtree is known). None when
+        neither can be written."""
+        total: list[float] | None = None
+        with torch.inference_mode():
+            if part.kind == field:
+                text = layer_text(graph, part, field, options[0])
+                if text is not None:
+                    prompt, prefix, follow = text
+                    self._start(prompt, None)
+                    total = self._scores(self._advance(self._ids(prefix)), options, follow)
+            if field == "destination":
+                child = [child_layer_text(graph, part.rpc_id, o) for o in options]
+                if all(c is not None for c in child):
+                    scores = [self._logprob(*c) for c in child if c is not None]
+                    total = (
+                        scores
+                        if total is None
+                        else [a + b for a, b in zip(total, scores, strict=True)]
+                    )
+        return total
+
+    def _logprob(self, prompt: str, output: str) -> float:
+        """log p(output | prompt), the two tokenized apart as in training."""
+        p, o = self._ids(prompt), self._ids(output)
+        logits, _ = _step(self.model, p + o, None, last_only=False)
+        logp = torch.log_softmax(logits[len(p) - 1 : -1].float(), -1)
+        return float(logp[torch.arange(len(o)), torch.tensor(o)].sum())
 
     # -- the key-value cache ----------------------------------------------------------------
 
@@ -118,6 +151,12 @@ class ModelChooser:
     def _best(self, logits: torch.Tensor, options: tuple[str, ...], follow: str) -> str:
         if len(options) == 1:
             return options[0]
+        scores = self._scores(logits, options, follow)
+        return options[max(range(len(options)), key=lambda i: (scores[i], -i))]
+
+    def _scores(self, logits: torch.Tensor, options: tuple[str, ...], follow: str) -> list[float]:
+        """log p(option + follow) for each option, after the cached text whose last logits are
+        `logits`."""
         base = self._cache.get_seq_length()
         scores = []
         for option in options:
@@ -130,7 +169,7 @@ class ModelChooser:
                 total += float(logp[torch.arange(len(ids) - 1), torch.tensor(ids[1:])].sum())
                 _crop_to(self._cache, base)
             scores.append(total)
-        return options[max(range(len(options)), key=lambda i: (scores[i], -i))]
+        return scores
 
     # -- numbers: digit by digit --------------------------------------------------------------
 
@@ -180,10 +219,43 @@ def layer_text(
     return render_layer_prompt(layer.conditions), prefix, times
 
 
-def _expanded(graph: CallGraph):
+def child_layer_text(graph: CallGraph, rpc_id: str, destination: str) -> tuple[str, str] | None:
+    """(prompt, output) of the layer the call `rpc_id` starts, were its destination
+    `destination`: the calls below it as the adapter was trained to write them, under a prompt
+    whose start_node is that destination. None when the call has no children, its source is
+    unknown, or anything in its subtree below it is."""
+    call = graph.by_id[rpc_id]
+    kids = graph.children.get(rpc_id)
+    source = with_sources(graph).by_id[rpc_id].source
+    if not kids or source is None:
+        return None
+    below = [e for e in graph.edges if e.rpc_id.startswith(rpc_id + ".")]
+    if any(
+        getattr(e, f) is None for e in below for f in ("destination", "type", "start", "finish")
+    ):
+        return None
+    cut = len(rpc_id)
+    top = Edge(  # stands in for the call: only its destination reaches the child layer
+        ROOT_ID,
+        USER,
+        destination,
+        call.type or "rpc",
+        min(k.start for k in kids),
+        max(k.finish for k in kids),
+    )
+    rest = [
+        replace(e, rpc_id=ROOT_ID + e.rpc_id[cut:], source=e.source or destination) for e in below
+    ]
+    layers = decompose(CallGraph(graph.service, (top, *rest)))
+    child = layers[1]
+    cond = replace(child.conditions, caller=source)
+    return render_layer_prompt(cond), render_layer_output(replace(child, conditions=cond))
+
+
+def _expanded(graph: CallGraph) -> Iterator[str | None]:
     """The call each layer of `decompose(graph)` expands (None: the root layer), in its order."""
 
-    def walk(parent: str | None, calls: tuple) -> object:
+    def walk(parent: str | None, calls: tuple[Edge, ...]) -> Iterator[str | None]:
         yield parent
         for c in calls:
             if c.rpc_id in graph.children:
