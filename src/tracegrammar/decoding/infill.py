@@ -1,16 +1,18 @@
-"""The model side of infilling (`tracegrammar.infilling`): a `Chooser` that writes only allowed values.
+"""The model side of infilling (`tracegrammar.infilling`): a `Chooser` writing only allowed values.
 
 A missing destination or call type is scored in the format the adapter was trained on: the
 layer that holds the call (`<layer ...>` prompt, the calls before it), the candidate and the rest
 of its row, when everything else there is known; for a destination also the child layer the call
 starts (its calls under a prompt whose start_node is the candidate), when the subtree is known.
-The value with the highest summed log-likelihood is taken. Everything else (times, a whole missing call, a layer with other unknowns) is read from
-the infill prompt (grammars/infill.lark) and the answer written so far: for a name or a call type
-the model ranks the allowed values by their log-likelihood (the value's tokens and
-the text that follows it, so `MS_5` is not read as the start of `MS_53`) and takes the best; a
-number it writes digit by digit, each step choosing among the digits that can still end inside
-the allowed range (and the end of the number, once inside). The prompt is run once per part and
-its key-value cache reused for every candidate.
+The value with the highest summed log-likelihood is taken.
+
+Everything else (times, the rest of a whole missing call, a layer with other unknowns) is read
+from the infill prompt (grammars/infill.lark) and the answer written so far: a name or a call
+type by ranking the allowed values by their log-likelihood (the value's tokens and the text that
+follows it, so `MS_5` is not read as the start of `MS_53`); a number digit by digit, each step
+choosing among the digits that can still end inside the allowed range (and the end of the
+number, once inside). The prompt is run once per part and its key-value cache reused for every
+candidate.
 
 `free_answer` is the unconstrained model of the benchmark: the same prompt, greedy decoding with
 no mask, and whatever it writes.
