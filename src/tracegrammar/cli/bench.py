@@ -77,7 +77,9 @@ def cmd_infill_bench(args: argparse.Namespace) -> int:
         adapter=resolve_adapter(args.adapter),
     )
     check_options(opts)
-    return run_infill(opts, model_label(opts.model, opts.adapter))
+    uses_model = opts.methods != ("frequency",) or opts.recover_with == "model"
+    label = model_label(opts.model, opts.adapter) if uses_model else "none (frequency baseline)"
+    return run_infill(opts, label)
 
 
 # ------------------------------------------------------------------------------------------------
