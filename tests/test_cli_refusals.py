@@ -80,6 +80,9 @@ def _cases(tmp: Path) -> list[tuple[list[str], list[str]]]:
         ([*base, "-n", "0"], ["-n", "got 0"]),
         ([*base, "--num-edges", e_big], ["--num-edges", e_big]),
         ([*base[:-1], str(tmp / "fifo")], [str(tmp / "fifo")]),
+        (["infill", str(tmp / "none.jsonl"), "--out", out], ["none.jsonl"]),
+        (["infill", str(data), "--out", out, "--max-parts", "0"], ["--max-parts", "0"]),
+        (["infill", str(data), "--out", out], ["t.csv", "graph 1", "no missing field"]),
     ]
 
 

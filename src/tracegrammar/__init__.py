@@ -3,7 +3,8 @@ valid layers.
 
 Data flows one way: traces (`load_traces`) -> graphs (`CallGraph`) -> layers and text
 (`tracegrammar.layers`, `tracegrammar.encode`) -> constrained decoding (`generate`) -> graphs ->
-checks (`check`), metrics and exports. Importing this package is cheap: the model-side names
+checks (`check`), metrics and exports. Incomplete graphs (`load_traces(..., keep_incomplete=True)`)
+are completed by `infill`. Importing this package is cheap: the model-side names
 (`generate`, `load_model`) import torch only when first used.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .constraints import Constraints
+from .infilling import InfillError, infill
 from .oracle import Violation, check, check_layer
 from .reference import Reference
 from .traces import LoadReport, TraceFormatError, load_traces
@@ -25,6 +27,7 @@ __all__ = [
     "CallGraph",
     "Constraints",
     "Edge",
+    "InfillError",
     "Layer",
     "LayerConditions",
     "LayerEdge",
@@ -36,6 +39,7 @@ __all__ = [
     "check",
     "check_layer",
     "generate",
+    "infill",
     "load_model",
     "load_traces",
 ]

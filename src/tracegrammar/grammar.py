@@ -25,6 +25,9 @@ ENCODINGS: dict[str, tuple[str, ...]] = {
     "layer_instruct": ("common.lark", "layer.lark", "layer_instruct.lark"),
     "tabular": ("common.lark", "tabular.lark"),
 }
+#: Grammars of tasks that are not graph encodings (not a `generate` format): the infilling
+#: prompt and answer (`tracegrammar.infill`).
+TASK_GRAMMARS: dict[str, tuple[str, ...]] = {"infill": ("common.lark", "infill.lark")}
 
 _DEF_START = re.compile(r"^(?:[?!])?([A-Za-z_][A-Za-z0-9_]*)(?:\.\d+)?\s*:")
 
@@ -70,10 +73,11 @@ def join_definitions(defs: dict[str, str]) -> str:
 
 @cache
 def format_definitions(fmt: str) -> tuple[tuple[str, str], ...]:
-    if fmt not in ENCODINGS:
+    files = ENCODINGS.get(fmt) or TASK_GRAMMARS.get(fmt)
+    if files is None:
         raise GrammarError(f"unknown format {fmt!r}; known: {', '.join(ENCODINGS)}")
     defs: dict[str, str] = {}
-    for name in ENCODINGS[fmt]:
+    for name in files:
         defs.update(split_definitions((grammar_dir() / name).read_text()))
     return tuple(defs.items())
 

@@ -52,16 +52,25 @@ def generation_record(generation: Any) -> dict[str, Any]:
     )
 
 
-def graph_from_dict(data: dict[str, Any]) -> CallGraph:
+def graph_from_dict(data: dict[str, Any], *, keep_missing: bool = False) -> CallGraph:
+    """A graph from its JSON record. With `keep_missing`, a `null` source, destination, type,
+    start or finish stays None (an unknown value: `CallGraph.missing`); otherwise it is an error."""
+
+    def name(value: Any) -> str | None:
+        return None if value is None and keep_missing else str(value)
+
+    def time(value: Any) -> int | None:
+        return None if value is None and keep_missing else int(value)
+
     try:
         edges = tuple(
             Edge(
                 str(e["rpc_id"]),
-                str(e["source"]),
-                str(e["destination"]),
-                str(e["type"]),
-                int(e["start"]),
-                int(e["finish"]),
+                name(e["source"]),  # type: ignore[arg-type]
+                name(e["destination"]),  # type: ignore[arg-type]
+                name(e["type"]),  # type: ignore[arg-type]
+                time(e["start"]),  # type: ignore[arg-type]
+                time(e["finish"]),  # type: ignore[arg-type]
             )
             for e in data["edges"]
         )
@@ -70,9 +79,10 @@ def graph_from_dict(data: dict[str, Any]) -> CallGraph:
         raise InputError(f"not a call graph record: {exc!r}") from None
 
 
-def read_jsonl(path: str | Path) -> Iterator[CallGraph]:
+def read_jsonl(path: str | Path, *, keep_missing: bool = False) -> Iterator[CallGraph]:
     """Graphs from a JSON Lines file; a bad line (or bytes that are not UTF-8) raises
-    TraceFormatError naming the file and line."""
+    TraceFormatError naming the file and line. `keep_missing`: `null` fields stay unknown
+    (see `graph_from_dict`)."""
     p = Path(path)
     if not p.is_file():
         raise TraceFormatError(p, "no such file")
@@ -96,7 +106,7 @@ def read_jsonl(path: str | Path) -> Iterator[CallGraph]:
             if not isinstance(record, dict):
                 raise TraceFormatError(f"{p}:{n}", "not a call graph record (a JSON object)")
             try:
-                graph = graph_from_dict(record)
+                graph = graph_from_dict(record, keep_missing=keep_missing)
             except ValueError as exc:
                 raise TraceFormatError(f"{p}:{n}", str(exc)) from None
             yield graph

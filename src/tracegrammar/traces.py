@@ -17,6 +17,13 @@ Cleaning (each step counted in the `LoadReport`, by reason):
   first call (negative response times, a v2021 convention, are read as their magnitude);
 - a trace whose calls break time nesting (child outside its parent's interval) is dropped;
 - anything else the oracle rejects is dropped with the oracle's error code.
+
+With `keep_incomplete=True` two kinds of incomplete trace are kept instead, their unknown parts
+None (`CallGraph.missing`) for `tracegrammar.infill` to fill: calls whose name or type stays
+unknown after the filling above (a leaf is kept, not removed), and traces with exactly one missing
+call between two known layers (the calls below one absent id whose own parent is there): that
+call is put back with its source and (from its children) destination, its type and times unknown.
+Such graphs skip the oracle (it cannot read unknown values) and are counted as `incomplete_graph`.
 """
 
 from __future__ import annotations
@@ -90,6 +97,7 @@ def load_traces(
     report: LoadReport | None = None,
     dedupe: bool = False,
     idle_rows: int = 200_000,
+    keep_incomplete: bool = False,
 ) -> Iterator[CallGraph]:
     """Cleaned call graphs from a trace file or a directory of them, streamed.
 
@@ -98,21 +106,24 @@ def load_traces(
     header, or lacks a needed column; while streaming, when a file turns out unreadable (a
     truncated `.gz`, bytes that are not UTF-8, a line the CSV reader rejects). A bad row (a
     malformed, infinite or NaN number) is dropped and counted, never the whole file.
-    `idle_rows` must be an integer >= 0 (InputError otherwise).
+    `idle_rows` must be an integer >= 0 (InputError otherwise). `keep_incomplete`: keep graphs
+    with unknown values or one missing call, marked (see the module docstring).
     """
     if isinstance(idle_rows, bool) or not isinstance(idle_rows, int) or idle_rows < 0:
         raise InputError(f"idle_rows must be an integer >= 0, got {idle_rows!r}")
     files = trace_files(path)
-    return _load(files, report if report is not None else LoadReport(), dedupe, idle_rows)
+    return _load(
+        files, report if report is not None else LoadReport(), dedupe, idle_rows, keep_incomplete
+    )
 
 
 def _load(
-    files: list[Path], report: LoadReport, dedupe: bool, idle_rows: int
+    files: list[Path], report: LoadReport, dedupe: bool, idle_rows: int, keep: bool = False
 ) -> Iterator[CallGraph]:
     seen: set[str] = set()
     for file in files:
         report.files.append(str(file))
-        for graph in _load_file(file, report, idle_rows):
+        for graph in _load_file(file, report, idle_rows, keep):
             if dedupe:
                 digest = graph_hash(graph)
                 if digest in seen:
@@ -159,7 +170,9 @@ def _open_text(path: Path) -> IO[str]:
         raise TraceFormatError(path, f"cannot open: {exc.strerror or exc}") from None
 
 
-def _load_file(path: Path, report: LoadReport, idle_rows: int) -> Iterator[CallGraph]:
+def _load_file(
+    path: Path, report: LoadReport, idle_rows: int, keep: bool = False
+) -> Iterator[CallGraph]:
     with _open_text(path) as fh:
         try:
             first = fh.readline()
@@ -174,7 +187,7 @@ def _load_file(path: Path, report: LoadReport, idle_rows: int) -> Iterator[CallG
             traces = _csv_traces(path, lines, first, report, idle_rows)
         for service, _tid, calls, is_v2021 in traces:
             report.traces += 1
-            graph = clean_trace(service, calls, report, abs_rt=is_v2021)
+            graph = clean_trace(service, calls, report, abs_rt=is_v2021, keep_incomplete=keep)
             if graph is not None:
                 yield graph
 
@@ -355,13 +368,22 @@ def _type(value: str) -> str | None:
 
 
 def clean_trace(
-    service: str, calls: list[RawCall], report: LoadReport, *, abs_rt: bool = False
+    service: str,
+    calls: list[RawCall],
+    report: LoadReport,
+    *,
+    abs_rt: bool = False,
+    keep_incomplete: bool = False,
 ) -> CallGraph | None:
-    """Turn one trace's raw calls into a valid CallGraph, or count why it was dropped."""
-    reason = _clean(service, calls, report, abs_rt)
+    """Turn one trace's raw calls into a valid CallGraph, or count why it was dropped; with
+    `keep_incomplete`, an incomplete one is kept with its unknown values None."""
+    reason = _clean(service, calls, report, abs_rt, keep_incomplete)
     if isinstance(reason, str):
         report.dropped[reason] += 1
         return None
+    if reason.missing:
+        report.repaired["incomplete_graph"] += 1
+        return reason
     from .oracle import check
 
     problems = check(reason)
@@ -371,7 +393,9 @@ def clean_trace(
     return reason
 
 
-def _clean(service: str, calls: list[RawCall], report: LoadReport, abs_rt: bool) -> CallGraph | str:
+def _clean(
+    service: str, calls: list[RawCall], report: LoadReport, abs_rt: bool, keep: bool = False
+) -> CallGraph | str:
     if not SERVICE_RE.fullmatch(service):
         return "bad_service"
     if any(not _RPC_ID_RE.fullmatch(c.rpc_id) for c in calls):
@@ -385,21 +409,27 @@ def _clean(service: str, calls: list[RawCall], report: LoadReport, abs_rt: bool)
     merged = _merge_duplicates(calls, report)
     if isinstance(merged, str):
         return merged
-    by_id = _reroot(merged, report)
+    by_id = _reroot(merged, report, keep)
     if isinstance(by_id, str):
         return by_id
-    problem = _fill_names(by_id, report)
+    problem = _fill_names(by_id, report, keep)
     if problem:
         return problem
     by_id = _renumber(by_id, report)
     if not by_id:
         return "empty"
-    t0 = min(c.start for c in by_id.values())
+    t0 = min(c.start for c in by_id.values() if not math.isnan(c.start))
     edges = []
     for rid, c in by_id.items():
+        if math.isnan(c.start):  # a missing call put back: its times are unknown
+            edges.append(Edge(rid, c.um, c.dm, c.type, None, None))  # type: ignore[arg-type]
+            continue
         start = _round(c.start - t0)
         finish = max(start, _round(c.finish - t0))
-        edges.append(Edge(rid, c.um or "", c.dm or "", c.type or "", start, finish))
+        if keep:
+            edges.append(Edge(rid, c.um, c.dm, c.type, start, finish))  # type: ignore[arg-type]
+        else:
+            edges.append(Edge(rid, c.um or "", c.dm or "", c.type or "", start, finish))
     graph = CallGraph(service, tuple(edges))
     if not _times_nest(graph):
         return "inconsistent_times"
@@ -429,8 +459,16 @@ def _merge_duplicates(calls: list[RawCall], report: LoadReport) -> dict[str, Raw
     return by_id
 
 
-def _reroot(by_id: dict[str, RawCall], report: LoadReport) -> dict[str, RawCall] | str:
+def _reroot(
+    by_id: dict[str, RawCall], report: LoadReport, keep: bool = False
+) -> dict[str, RawCall] | str:
     roots = [rid for rid in by_id if rpc_parent(rid) not in by_id]
+    if len(roots) != 1 and keep:
+        gap = _one_missing_call(roots, by_id)
+        if gap is not None:
+            by_id[gap] = RawCall(gap, None, None, None, math.nan, math.nan)
+            report.repaired["missing_call_kept"] += 1
+            roots = [rid for rid in by_id if rpc_parent(rid) not in by_id]
     if len(roots) != 1:
         return "disconnected"
     root = roots[0]
@@ -445,7 +483,26 @@ def _reroot(by_id: dict[str, RawCall], report: LoadReport) -> dict[str, RawCall]
     return by_id
 
 
-def _fill_names(by_id: dict[str, RawCall], report: LoadReport) -> str | None:
+def _one_missing_call(roots: list[str], by_id: dict[str, RawCall]) -> str | None:
+    """The id of the one call whose absence splits the trace (its parent is in the main tree, and
+    every other root is its child), or None when the trace is not split that way."""
+    shallowest = min(r.count(".") for r in roots)
+    main = [r for r in roots if r.count(".") == shallowest]
+    if len(main) != 1:
+        return None
+    gaps = {rpc_parent(r) for r in roots if r != main[0]}
+    if len(gaps) != 1:
+        return None
+    gap = gaps.pop()
+    above = rpc_parent(gap) if gap is not None else None
+    if gap is None or above is None or above not in by_id:
+        return None
+    if not (above == main[0] or above.startswith(main[0] + ".")):
+        return None
+    return gap
+
+
+def _fill_names(by_id: dict[str, RawCall], report: LoadReport, keep: bool = False) -> str | None:
     kids: dict[str, list[str]] = {}
     for rid in by_id:
         parent = rpc_parent(rid)
@@ -467,6 +524,9 @@ def _fill_names(by_id: dict[str, RawCall], report: LoadReport) -> str | None:
     for rid in list(by_id):
         c = by_id[rid]
         if c.dm is None or c.type is None or c.um is None:
+            if keep:
+                report.repaired["unknown_kept"] += 1
+                continue
             if rid in kids or rid == ROOT_ID:
                 return "unknown_name" if c.type is not None else "unknown_type"
             del by_id[rid]
@@ -497,6 +557,8 @@ def _renumber(by_id: dict[str, RawCall], report: LoadReport) -> dict[str, RawCal
 def _times_nest(g: CallGraph) -> bool:
     for e in g.edges:
         parent = g.by_id.get(e.parent_id) if e.parent_id else None
-        if parent is not None and (e.start < parent.start or e.finish > parent.finish):
+        if parent is None or e.start is None or parent.start is None:  # unknown: infill decides
+            continue
+        if e.start < parent.start or e.finish > parent.finish:
             return False
     return True

@@ -18,6 +18,8 @@ CALL_TYPES: tuple[str, ...] = ("http", "rpc", "mc", "db", "mq")
 ROOT_ID = "0"
 USER = "USER"  # source of the root call
 NONE = "NONE"  # caller of the root layer (nobody called USER)
+#: The fields of a call that may be unknown (None) in an incomplete graph (`CallGraph.missing`).
+MISSING_FIELDS: tuple[str, ...] = ("source", "destination", "type", "start", "finish")
 
 
 def rpc_parts(rpc_id: str) -> tuple[int, ...]:
@@ -37,7 +39,11 @@ def rpc_depth(rpc_id: str) -> int:
 
 @dataclass(frozen=True, slots=True)
 class Edge:
-    """One call: `source` calls `destination` during [start, finish] (integer ms from trace start)."""
+    """One call: `source` calls `destination` during [start, finish] (integer ms from trace start).
+
+    In an incomplete graph (real traces with missing values) any field but `rpc_id` may be None:
+    unknown. Such a graph is never valid; `tracegrammar.infill` fills it.
+    """
 
     rpc_id: str
     source: str
@@ -99,6 +105,17 @@ class CallGraph:
             if parent is not None:
                 kids.setdefault(parent, []).append(e)
         return {k: tuple(v) for k, v in kids.items()}
+
+    @property
+    def missing(self) -> tuple[tuple[str, str], ...]:
+        """(rpc id, field) of every unknown (None) field, in id order; empty for a complete graph.
+        A call whose destination, type, start and finish are all unknown is a missing call."""
+        return tuple(
+            (e.rpc_id, name)
+            for e in self.edges
+            for name in MISSING_FIELDS
+            if getattr(e, name) is None
+        )
 
     def calls(self) -> Iterator[tuple[str, str, str]]:
         """(source, destination, type) of every call."""

@@ -20,6 +20,66 @@ def register_bench(p: argparse.ArgumentParser) -> None:
     register_fidelity(
         sub.add_parser("fidelity", help="every source side by side against the validation split")
     )
+    register_infill_bench(
+        sub.add_parser("infill", help="infilling accuracy against the masked truth")
+    )
+
+
+# ------------------------------------------------------------------------------------------------
+# bench infill
+# ------------------------------------------------------------------------------------------------
+
+
+def register_infill_bench(p: argparse.ArgumentParser) -> None:
+    from ..evaluation.infill import METHODS, InfillOptions
+
+    d = InfillOptions()
+    p.add_argument("--data", default=d.data, help=f"real traces (default {d.data})")
+    p.add_argument("--n", type=int, default=d.n, help=f"cases per task (default {d.n})")
+    p.add_argument("--out", default=d.out, help=f"output folder (default {d.out})")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument(
+        "--methods", type=comma_list, default=list(METHODS),
+        help=f"comma-separated (default {','.join(METHODS)})",
+    )  # fmt: skip
+    p.add_argument(
+        "--no-recover", action="store_true",
+        help="skip infilling the graphs the loader drops",
+    )  # fmt: skip
+    p.add_argument(
+        "--recover-with", default=d.recover_with,
+        help="who picks the dropped graphs' values: frequency (default) or model",
+    )  # fmt: skip
+    p.add_argument(
+        "--time-limit", type=float, default=0,
+        help="seconds after which no new case starts; the summary says how many ran (0: none)",
+    )  # fmt: skip
+    p.add_argument("--model", help="base model directory (default: embedded SmolLM2)")
+    p.add_argument("--adapter", help="LoRA adapter (default: shipped; 'none' for the bare base)")
+    p.set_defaults(func=cmd_infill_bench)
+
+
+def cmd_infill_bench(args: argparse.Namespace) -> int:
+    from ..evaluation.infill import InfillOptions, check_options, run_infill
+    from .common import check_model_flags
+
+    check_model_flags(args.model, args.adapter)
+    opts = InfillOptions(
+        data=args.data,
+        out=args.out,
+        n=args.n,
+        seed=args.seed,
+        methods=tuple(args.methods),
+        recover=not args.no_recover,
+        recover_with=args.recover_with,
+        time_limit=args.time_limit,
+        model=args.model,
+        adapter=resolve_adapter(args.adapter),
+    )
+    check_options(opts)
+    uses_model = opts.methods != ("frequency",) or opts.recover_with == "model"
+    label = model_label(opts.model, opts.adapter) if uses_model else "none (frequency baseline)"
+    return run_infill(opts, label)
 
 
 # ------------------------------------------------------------------------------------------------

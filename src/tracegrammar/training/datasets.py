@@ -8,6 +8,10 @@ can never drift apart:
   one a user writes, from a few graph attributes. Every other prompt is written at generation time
   by the model's own subgraph block, so it is trained in the canonical, complete form it will have.
 - `tabular`: the whole graph as rows under a `<graph ...>` header, the header thinned the same way.
+- `infill`: instruction samples for infilling (`tracegrammar.infilling`): per graph, one call
+  drawn for each task (destination, type, start, finish, and a whole call between a parent layer
+  and its child layer) is masked `[MISSING]` in the `infill` grammar's prompt; the output is the
+  masked truth.
 
 The train/validation split is by graph (a graph's layers never straddle it), decided by a keyed
 hash of the graph's content: the same graph lands on the same side in every process and on every
@@ -32,8 +36,8 @@ from ..layers import decompose
 from ..traces import graph_hash, load_traces
 from ..types import CallGraph
 
-SampleKind = Literal["layer", "layer_instruct", "tabular"]
-SAMPLE_KINDS: tuple[str, ...] = ("layer", "layer_instruct", "tabular")
+SampleKind = Literal["layer", "layer_instruct", "tabular", "infill"]
+SAMPLE_KINDS: tuple[str, ...] = ("layer", "layer_instruct", "tabular", "infill")
 #: What the trainer's sample format (`train --sample-format`, a recipe's `format:`) accepts: one
 #: kind, or `mix` (both layer variants of every layer).
 SAMPLE_FORMATS: tuple[str, ...] = (*SAMPLE_KINDS, "mix")
@@ -183,6 +187,21 @@ def tabular_sample(
     return Sample(render_graph_prompt(attrs), output, "tabular", key or graph_hash(graph))
 
 
+def infill_samples(
+    graph: CallGraph, *, rng: random.Random | None = None, key: str | None = None
+) -> list[Sample]:
+    """One infilling sample per task the graph allows, each masking a call drawn with `rng`
+    (none: a fixed draw)."""
+    from ..infilling import sample_targets, sample_text
+
+    key = key or graph_hash(graph)
+    out: list[Sample] = []
+    for part in sample_targets(graph, rng or sample_rng(0, key, "infill")):
+        prompt, output = sample_text(graph, part)
+        out.append(Sample(prompt, output, "infill", key))
+    return out
+
+
 def graph_samples(
     graph: CallGraph,
     fmt: str,
@@ -202,6 +221,8 @@ def graph_samples(
         rng = sample_rng(seed, key, f"{salt}:{kind}")
         if kind == "tabular":
             out.append(tabular_sample(graph, rng=rng, drop_prob=drop_prob, key=key))
+        elif kind == "infill":
+            out.extend(infill_samples(graph, rng=rng, key=key))
         else:
             out.extend(layer_samples(graph, kind, rng=rng, drop_prob=drop_prob, key=key))
     return out
