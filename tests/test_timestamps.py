@@ -89,3 +89,69 @@ def test_bad_timestamp_in_a_file_names_the_line(tmp_path):
     path.write_text(json.dumps(record) + "\n" + json.dumps({**record, "timestamp": "x"}) + "\n")
     with pytest.raises(TraceFormatError, match=r"g\.jsonl:2.*timestamp.*'x'"):
         list(read_jsonl(path))
+
+
+# ---------------------------------------------------------------------------------------------
+# Trace files: the CSV `timestamp` column
+# ---------------------------------------------------------------------------------------------
+
+ANCHOR = 1_704_067_200  # 2024-01-01T00:00:00Z
+
+
+def _csv(tmp_path, rows: list[str]):
+    path = tmp_path / "t.csv"
+    path.write_text("timestamp,traceid,service,rpc_id,rpctype,um,dm,rt\n" + "\n".join(rows) + "\n")
+    return path
+
+
+def test_collection_offsets_are_anchored_at_2024(tmp_path):
+    from tracegrammar import load_traces
+
+    path = _csv(
+        tmp_path,
+        [
+            "17530090,T_1,S_1,0.1,rpc,MS_1,MS_2,3",  # the child first: rows are not ordered
+            "17530085,T_1,S_1,0,http,USER,MS_1,20",
+            "200,T_2,S_2,0,http,USER,MS_3,4",
+        ],
+    )
+    graphs = list(load_traces(path))
+    assert [g.service for g in graphs] == ["S_1", "S_2"]
+    assert graphs[0].timestamp == pytest.approx(ANCHOR + 17530.085)
+    assert graphs[0].by_id["0.1"].start == 5  # times stay relative to the root
+    assert graphs[1].timestamp == pytest.approx(ANCHOR + 0.2)
+
+
+def test_epoch_ms_are_read_as_such(tmp_path):
+    from tracegrammar import load_traces
+
+    path = _csv(tmp_path, ["1740830400250,T_1,S_1,0,http,USER,MS_1,20"])
+    (graph,) = load_traces(path)
+    assert graph.timestamp == pytest.approx(T + 0.25)
+
+
+def test_tracellm_text_has_no_clock(tmp_path):
+    from tracegrammar import load_traces
+
+    path = tmp_path / "t.txt"
+    path.write_text(
+        "[GENERATE GRAPH]id:S_1/num_edges:1\n<edges>\n(source is USER, destination is MS_1, "
+        "type is http, edge_id is 0, communication starts at 0 milliseconds, "
+        "communication finishes at 4 milliseconds)\n</edges>\n"
+    )
+    (graph,) = load_traces(path)
+    assert graph.timestamp is None
+
+
+def test_samples_are_stamped_inside_their_collection(shared_data):
+    from tracegrammar import load_traces
+
+    from .conftest import SAMPLES
+
+    hours = {"casper-v2022": 8, "casper-v2021": 11, "rpc-casper": 0.05}
+    for name, limit in hours.items():
+        graphs = list(load_traces(SAMPLES[name]))
+        stamps = [g.timestamp for g in graphs]
+        assert all(s is not None and ANCHOR <= s <= ANCHOR + limit * 3600 for s in stamps), name
+        assert len(set(stamps)) > len(stamps) // 2, name  # real, distinct arrival times
+    assert all(g.timestamp is None for g in load_traces(SAMPLES["tracellm"]))
