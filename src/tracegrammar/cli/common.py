@@ -17,6 +17,20 @@ from ..types import CallGraph
 
 #: The value of `--adapter` that means "the bare base model", in any case (`none`, `None` ...).
 NO_ADAPTER = "none"
+START_HELP = (
+    "when the first graph starts: an ISO 8601 time (no zone: UTC) or now; later graphs keep "
+    "their offsets from it (default: each graph's own timestamp, else 2024-01-01T00:00:00Z)"
+)
+
+
+def start_ns(value: str | None, flag: str = "--start") -> int | None:
+    """Epoch ns (whole ms) of a `--start` value, or None when the flag is not given; bad text
+    raises UsageError naming the flag and the value (`tracegrammar.times`)."""
+    if value is None:
+        return None
+    from ..times import epoch_ms, parse_time
+
+    return epoch_ms(parse_time(value, flag)) * 1_000_000
 
 
 def read_graphs(path: str | Path) -> Iterator[CallGraph]:
