@@ -11,6 +11,8 @@ from tracegrammar.errors import InputError, TraceFormatError
 from tracegrammar.io import graph_from_dict, graph_to_dict, read_jsonl, write_jsonl
 from tracegrammar.types import CallGraph, Edge
 
+from .test_exports_send import http_receiver, received_spans  # noqa: F401
+
 T = 1_740_830_400.0  # 2025-03-01T12:00:00Z
 EDGES = (
     Edge("0", "USER", "MS_1", "http", 0, 20),
@@ -390,3 +392,26 @@ def test_generate_start_stamps_and_places_graphs(tiny_model_dir, tmp_path):
     from tracegrammar import load_traces
 
     assert [g.timestamp for g in load_traces(csv)] == [1_893_456_000, 1_893_456_000]
+
+
+def test_generate_send_starts_at_start(tiny_model_dir, tmp_path, http_receiver):  # noqa: F811
+    pytest.importorskip("opentelemetry.sdk")
+    from tracegrammar.cli import main
+
+    endpoint, received = http_receiver
+    argv = ["generate", "--model", str(tiny_model_dir), "--adapter", "none", "--seed", "3"]
+    argv += [
+        "--service",
+        "S_5",
+        "--num-edges",
+        "2",
+        "--depth",
+        "2",
+        "--out",
+        str(tmp_path / "g.jsonl"),
+    ]
+    assert main([*argv, "--send", endpoint, "--start", "2030-01-01T00:00:00.250Z"]) == 0
+    spans = [s for s, _ in received_spans(received).values()]
+    assert len(spans) == 2
+    root = next(s for s in spans if not s.parent_span_id)
+    assert root.start_time_unix_nano == 1_893_456_000_250_000_000

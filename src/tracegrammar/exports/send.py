@@ -4,6 +4,7 @@ OTLP receiver), through the OpenTelemetry SDK's own OTLP exporters (HTTP/protobu
 Spans are those of every file export (`_spans`: ids, parents, kinds, attributes); only their
 times move: trace i's root starts at `start` plus its arrival offset (i / rate, or offsets the
 caller gives, e.g. a workload's arrival times), and every call keeps its offset from the root.
+A graph's own `timestamp` is not read here: pass its offset from the first in `offsets`.
 Sending follows the same schedule: trace i leaves when it is due, traces already due leave
 together in one export. The exporters retry transient failures within their `timeout`; a batch
 that still fails is exported again up to `retries` times, then counted as failed. Nothing is
