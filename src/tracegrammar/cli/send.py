@@ -23,15 +23,13 @@ def register_send(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--endpoint", required=True, metavar="URL", help="OTLP endpoint, e.g. http://127.0.0.1:4318"
     )
-    p.add_argument(
-        "--protocol", choices=("http", "grpc"), default="http", help="OTLP transport (http)"
-    )
+    p.add_argument("--protocol", choices=("http", "grpc"), default="http", help="OTLP transport")
     p.add_argument("--rate", help="traces per second, e.g. 50/s or 3000/min (default: at once)")
     p.add_argument("--duration", type=float, help="seconds to send for (cycling over the graphs)")
     p.add_argument("--count", type=int, help="traces to send (default: each graph once)")
     p.add_argument("--start", default="now", help="start of the first trace: now or an ISO time")
-    p.add_argument("--retries", type=int, default=2, help="re-exports of a failed batch (2)")
-    p.add_argument("--timeout", type=float, default=10.0, help="seconds per export attempt (10)")
+    p.add_argument("--retries", type=int, default=2, help="re-exports of a failed batch")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds per export attempt")
     p.set_defaults(func=cmd_send)
 
 
