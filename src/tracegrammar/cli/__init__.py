@@ -90,7 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Synthetic microservice call graphs from a grammar-constrained LLM.",
     )
     p.add_argument("--version", action="version", version=f"tracegrammar {version()}")
-    sub = p.add_subparsers(metavar="COMMAND", help="the command to run (COMMAND --help: its flags)")
+    sub = p.add_subparsers(
+        metavar="COMMAND", required=True, help="the command to run (COMMAND --help: its flags)"
+    )
     for name, help_text, module, register in COMMANDS:
         getattr(import_module(f"{__name__}.{module}"), register)(
             sub.add_parser(

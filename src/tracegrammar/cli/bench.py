@@ -4,18 +4,28 @@ the frozen options the benchmarks run on (`evaluation.validity`, `evaluation.fid
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 from ..errors import UsageError
 from ..evaluation.fidelity import CHUNK, GRAPHS, SLOW_GRAPHS, SOURCES, FidelityOptions
 from ..evaluation.grid import MODES, Cell
-from ..evaluation.validity import ValidityOptions
+from ..evaluation.validity import ValidityOptions, plan
 from ..grammar import ENCODINGS
-from .common import comma_choices, comma_floats, comma_list, model_label, resolve_adapter
+from .common import (
+    check_model_flags,
+    comma_choices,
+    comma_floats,
+    comma_list,
+    model_label,
+    resolve_adapter,
+)
 
 
 def register_bench(p: argparse.ArgumentParser) -> None:
-    sub = p.add_subparsers(metavar="BENCH", help="which benchmark (BENCH --help: its flags)")
+    sub = p.add_subparsers(
+        metavar="BENCH", required=True, help="which benchmark (BENCH --help: its flags)"
+    )
     register_validity(sub.add_parser("validity", help="validity over the num_edges x depth grid"))
     register_fidelity(
         sub.add_parser("fidelity", help="every source side by side against the validation split")
@@ -61,7 +71,6 @@ def register_infill_bench(p: argparse.ArgumentParser) -> None:
 
 def cmd_infill_bench(args: argparse.Namespace) -> int:
     from ..evaluation.infill import InfillOptions, check_options, run_infill
-    from .common import check_model_flags
 
     check_model_flags(args.model, args.adapter)
     opts = InfillOptions(
@@ -179,7 +188,33 @@ def cmd_validity(args: argparse.Namespace) -> int:
     if args.summary_only:
         return rewrite_summary(Path(args.out))
     opts = validity_options(args)
+    check_validity(opts)
     return run_validity(opts, model_label(opts.model, opts.adapter))
+
+
+def check_validity(opts: ValidityOptions) -> None:
+    """Every bad option fails here, in one line, before data, torch or a model is loaded."""
+    for flag, value, least in (("--samples", opts.samples, 1), ("--cells", opts.cells, 0),
+                               ("--max-edges", opts.max_edges, 1),
+                               ("--max-depth", opts.max_depth, 1),
+                               ("--workers", opts.workers, 1)):  # fmt: skip
+        if value < least:
+            raise UsageError(f"{flag} must be >= {least}, got {value}")
+    for flag, values in (("--temperatures", opts.temperatures), ("--modes", opts.modes),
+                         ("--encodings", opts.encodings)):  # fmt: skip
+        if not values:
+            raise UsageError(f"{flag}: name at least one")
+    bad = [t for t in opts.temperatures if not (math.isfinite(t) and t >= 0)]
+    if bad:
+        raise UsageError(f"--temperatures: each must be a finite number >= 0, got {bad[0]}")
+    if not opts.time_limit >= 0:
+        raise UsageError(f"--time-limit must be >= 0 (0: none), got {opts.time_limit}")
+    plan(opts)  # --only cells off the grid
+    if not Path(opts.data).exists():
+        raise UsageError(f"--data {opts.data}: no such file or folder")
+    if Path(opts.out).exists() and not Path(opts.out).is_dir():
+        raise UsageError(f"--out {opts.out}: exists and is not a folder")
+    check_model_flags(opts.model, opts.adapter)
 
 
 def parse_cells(text: str) -> list[Cell]:
@@ -233,8 +268,8 @@ def check_fidelity(args: argparse.Namespace) -> None:
             raise UsageError(f"{flag} must be >= 1, got {value}")
     if args.max_edges < 0:
         raise UsageError(f"--max-edges must be >= 0 (0: all), got {args.max_edges}")
-    if not args.temperature >= 0:
-        raise UsageError(f"--temperature must be >= 0, got {args.temperature}")
+    if not (math.isfinite(args.temperature) and args.temperature >= 0):
+        raise UsageError(f"--temperature must be a finite number >= 0, got {args.temperature}")
     if not args.sources:
         raise UsageError("--sources: name at least one source")
     bad = [s for s in args.sources if s not in SOURCES]
@@ -242,6 +277,9 @@ def check_fidelity(args: argparse.Namespace) -> None:
         raise UsageError(f"--sources: unknown source {bad[0]!r}; choose from {', '.join(SOURCES)}")
     if not Path(args.data).exists():
         raise UsageError(f"--data {args.data}: no such file or folder")
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise UsageError(f"--out {args.out}: exists and is not a folder")
+    check_model_flags(args.model, args.adapter)
 
 
 def cmd_fidelity(args: argparse.Namespace) -> int:

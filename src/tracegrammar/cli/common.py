@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from ..constraints import ConstraintError, Constraints, check_request_size
 from ..errors import UsageError
@@ -126,12 +126,19 @@ class HelpFormatter(argparse.HelpFormatter):
 
 
 class Parser(argparse.ArgumentParser):
-    """The CLI's parser: `HelpFormatter` unless told otherwise. Subparsers are made by the
-    parent's class, so every nested command gets it too."""
+    """The CLI's parser: `HelpFormatter` unless told otherwise, and a bad flag is one line on
+    stderr like every other user error (exit 2). Subparsers are made by the parent's class, so
+    every nested command gets both."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("formatter_class", HelpFormatter)
         super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        command = self.prog.removeprefix("tracegrammar").strip()
+        where = f"{command}: " if command else ""
+        line = " ".join(f"{where}{message} (see {self.prog} --help)".split())
+        self.exit(2, f"tracegrammar: error: {line}\n")
 
 
 # ------------------------------------------------------------------------------------------------

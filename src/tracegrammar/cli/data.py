@@ -13,7 +13,7 @@ from ..traces import LoadReport, load_traces
 
 
 def register_data(p: argparse.ArgumentParser) -> None:
-    data = p.add_subparsers(metavar="ACTION", help="what to do with the traces")
+    data = p.add_subparsers(metavar="ACTION", required=True, help="what to do with the traces")
     stats = data.add_parser("stats", help="graphs, edges, depth/width histograms, drops by reason")
     stats.add_argument(
         "paths", nargs="+", metavar="PATH", help="trace files or folders (.csv, .csv.gz, .txt)"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ..errors import UsageError
@@ -49,14 +49,32 @@ def valid_graphs(path: str | Path) -> Iterator[CallGraph]:
                     yield graph_from_dict(record)
 
 
-def cmd_send(args: argparse.Namespace) -> int:
-    from ..exports.send import parse_rate, parse_start, send_graphs
+def check_send_flags(args: argparse.Namespace) -> None:
+    """Every flag, before the file is read or the SDK imported; an error names the flag."""
+    from ..errors import InputError
+    from ..exports import send
 
-    try:
-        rate = parse_rate(args.rate) if args.rate is not None else None
-        parse_start(args.start)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
+    checks: tuple[tuple[str, Callable[[], object]], ...] = (
+        ("--endpoint", lambda: send.check_endpoint(args.endpoint, args.protocol)),
+        ("--rate", lambda: send.parse_rate(args.rate) if args.rate is not None else None),
+        ("--start", lambda: send.parse_start(args.start)),
+        ("--duration", lambda: send.check_duration(args.duration)),
+        ("--count", lambda: send.check_count(args.count)),
+        ("--retries", lambda: send.check_retries(args.retries)),
+        ("--timeout", lambda: send.check_timeout(args.timeout)),
+    )
+    for flag, check in checks:
+        try:
+            check()
+        except InputError as exc:
+            raise UsageError(f"{flag}: {exc}") from None
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    from ..exports.send import parse_rate, send_graphs
+
+    check_send_flags(args)
+    rate = parse_rate(args.rate) if args.rate is not None else None
     graphs = list(valid_graphs(args.path))
     if not graphs:
         raise UsageError(f"{args.path}: no valid graph to send")

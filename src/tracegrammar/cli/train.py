@@ -94,8 +94,14 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from ..errors import UsageError
     from ..training.loop import train
+    from .common import check_dir
 
+    if args.base is not None:  # before torch is imported
+        check_dir("--base", args.base, "config.json", "a Hugging Face model directory")
+    if args.stop_after is not None and args.stop_after < 1:
+        raise UsageError(f"--stop-after must be >= 1, got {args.stop_after}")
     result = train(config_from_args(args), args.out, stop_after=args.stop_after)
     state = "finished" if result.finished else "stopped (resume with the same command)"
     print(f"{result.out}: {state} at step {result.steps} of {result.total_steps}")
