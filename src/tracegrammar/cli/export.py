@@ -15,7 +15,7 @@ from .common import START_HELP, read_graphs, start_ns
 
 def register_draw(p: argparse.ArgumentParser) -> None:
     p.add_argument("path", metavar="PATH", help="graphs (.jsonl) or a trace file or directory")
-    p.add_argument("--index", type=int, default=0, help="which graph (0-based, default 0)")
+    p.add_argument("--index", type=int, default=0, help="which graph (0-based)")
     p.add_argument("--out", required=True, metavar="FILE", help="picture to write (.png or .svg)")
     p.set_defaults(func=cmd_draw)
 

@@ -59,17 +59,13 @@ def register_generate(p: argparse.ArgumentParser) -> None:
         help=f"graphs per request (default 1; at most {MAX_GRAPHS_PER_RUN} in all)",
     )
     p.add_argument("--seed", type=int, help="random seed (same seed, same output)")
-    p.add_argument(
-        "--temperature", type=float, default=0.8, help="sampling temperature, 0: greedy (0.8)"
-    )
-    p.add_argument(
-        "--top-k", type=int, default=50, help="sample among the k likeliest, 0: all (50)"
-    )
+    p.add_argument("--temperature", type=float, default=0.8, help="sampling temperature, 0: greedy")
+    p.add_argument("--top-k", type=int, default=50, help="sample among the k likeliest, 0: all")
     p.add_argument(
         "--encoding",
         default="layer",
         choices=tuple(ENCODINGS),
-        help="text encoding the model writes (default layer)",
+        help="text encoding the model writes",
     )
     # the earlier name of --encoding, kept working but hidden: `--format` is the export format
     p.add_argument("--fmt", dest="encoding", choices=tuple(ENCODINGS), help=argparse.SUPPRESS)
@@ -94,9 +90,7 @@ def register_generate(p: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="LoRA adapter (default: the shipped adapter; 'none' for none)",
     )
-    p.add_argument(
-        "--format", default="jsonl", choices=EXPORT_FORMATS, help="export format (default jsonl)"
-    )
+    p.add_argument("--format", default="jsonl", choices=EXPORT_FORMATS, help="export format")
     p.add_argument(
         "--out",
         required=True,
@@ -111,13 +105,15 @@ def register_generate(p: argparse.ArgumentParser) -> None:
         help="generate on Ray actors (no address: a local cluster; 'auto' or HOST:6379 joins "
         "one); shards and manifest.json go to shards/ beside the output, a rerun resumes",
     )
-    p.add_argument("--workers", type=int, default=2, help="Ray actors, one model each (2)")
+    p.add_argument("--workers", type=int, default=2, help="Ray actors, one model each")
     p.add_argument(
         "--send",
         metavar="URL",
         help="after writing, send the valid graphs' spans to this OTLP endpoint",
     )
-    p.add_argument("--protocol", choices=("http", "grpc"), default="http", help="OTLP transport")
+    p.add_argument(
+        "--protocol", choices=("http", "grpc"), default="http", help="OTLP transport for --send"
+    )
     p.add_argument("--rate", help="traces per second when sending, e.g. 50/s (default: at once)")
     p.add_argument("--start", metavar="TIME", help=START_HELP + "; with --send, default now")
     p.set_defaults(func=cmd_generate)

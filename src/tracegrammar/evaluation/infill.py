@@ -409,6 +409,8 @@ def check_options(opts: InfillOptions) -> None:
         raise InputError(f"--n must be >= 1, got {opts.n}")
     if not Path(opts.data).exists():
         raise InputError(f"--data {opts.data}: no such file or folder")
+    if Path(opts.out).exists() and not Path(opts.out).is_dir():
+        raise InputError(f"--out {opts.out}: exists and is not a folder")
     bad = [m for m in opts.methods if m not in METHODS]
     if bad or not opts.methods:
         raise InputError(f"--methods: unknown {bad[0] if bad else '(none)'}; choose from {METHODS}")

@@ -204,12 +204,9 @@ def _plan(
     if not graphs:
         raise InputError("no graphs to send")
     per_s = parse_rate(rate) if isinstance(rate, str) else rate
-    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-        raise InputError(f"retries must be an integer >= 0, got {retries!r}")
-    if duration is not None and not (math.isfinite(duration) and duration > 0):
-        raise InputError(f"duration must be a number of seconds > 0, got {duration}")
-    if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 1):
-        raise InputError(f"count must be an integer >= 1, got {count!r}")
+    check_retries(retries)
+    check_duration(duration)
+    check_count(count)
     if count is None:
         count = len(graphs) if offsets is None else len(offsets)
         if duration is not None and offsets is None:  # as many as fit in the duration
@@ -219,13 +216,41 @@ def _plan(
     return _Plan(per_s, count)
 
 
-def make_exporter(endpoint: str, protocol: str = "http", timeout: float = 10.0) -> Any:
-    """The SDK's OTLP span exporter for `endpoint` (only http, https or grpc URLs)."""
+def check_retries(retries: int) -> None:
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise InputError(f"retries must be an integer >= 0, got {retries!r}")
+
+
+def check_duration(duration: float | None) -> None:
+    if duration is not None and not (math.isfinite(duration) and duration > 0):
+        raise InputError(f"duration must be a finite number of seconds > 0, got {duration}")
+
+
+def check_count(count: int | None) -> None:
+    if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 1):
+        raise InputError(f"count must be an integer >= 1, got {count!r}")
+
+
+def check_timeout(timeout: float) -> None:
+    if isinstance(timeout, bool) or not (
+        isinstance(timeout, int | float) and math.isfinite(timeout) and timeout > 0
+    ):
+        raise InputError(f"timeout must be a finite number of seconds > 0, got {timeout}")
+
+
+def check_endpoint(endpoint: str, protocol: str = "http") -> None:
     parsed = urlparse(endpoint)
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
         raise InputError(f"endpoint must be an http:// or https:// URL, got {endpoint!r}")
     if protocol not in PROTOCOLS:
         raise InputError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+
+
+def make_exporter(endpoint: str, protocol: str = "http", timeout: float = 10.0) -> Any:
+    """The SDK's OTLP span exporter for `endpoint` (only http, https or grpc URLs)."""
+    check_endpoint(endpoint, protocol)
+    check_timeout(timeout)
+    parsed = urlparse(endpoint)
     try:
         if protocol == "http":
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
