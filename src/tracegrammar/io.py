@@ -268,6 +268,18 @@ def atomic_writer(
         raise
 
 
+def write_figure(fig: Any, path: str | Path, **savefig_kwargs: Any) -> Path:
+    """Save a matplotlib figure to `path` through `atomic_writer`: a failing render or a full
+    disk leaves neither a truncated picture nor a temporary file (a file already at `path` stays
+    as it was). The format is `format=` if given, else the suffix (png without one). The figure
+    is not closed (a pyplot figure: `plt.close(fig)` after)."""
+    target = Path(path)
+    fmt = savefig_kwargs.pop("format", None) or target.suffix[1:].lower() or "png"
+    with atomic_writer(target, "wb") as fh:
+        fig.savefig(fh, format=fmt, **savefig_kwargs)
+    return target
+
+
 def write_jsonl(graphs: Iterable[CallGraph | dict[str, Any]], path: str | Path) -> int:
     count = 0
     with atomic_writer(path) as fh:
