@@ -36,6 +36,8 @@ ServiceCall = tuple[str, str, str, str]  # (service, source, destination, type)
 Calls = Mapping[str, tuple[str, ...]]
 
 FORMAT = "tracegrammar.reference/2"
+#: A call is uncommon in a service when it is in under this share of the service's graphs.
+UNCOMMON_SHARE = 0.1
 #: Written beside a trained adapter: the training graphs' reference (the default semantic rules).
 REFERENCE_FILE = "reference.json"
 
@@ -98,7 +100,7 @@ class Reference:
         total = self.service_graphs(service)
         return self._containing.get((service, *call), 0) / total if total else 0.0
 
-    def uncommon_calls(self, service: str, below: float = 0.1) -> frozenset[Call]:
+    def uncommon_calls(self, service: str, below: float = UNCOMMON_SHARE) -> frozenset[Call]:
         """The calls seen in `service`'s graphs that appear in under `below` of them."""
         return frozenset(
             (s, d, t)
