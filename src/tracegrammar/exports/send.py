@@ -26,6 +26,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from ..errors import InputError, MissingExtraError, SendError
+from ..times import parse_datetime
 from ..types import CallGraph
 from ._spans import Span, spans, tags
 
@@ -46,22 +47,9 @@ def parse_rate(text: str) -> float:
 
 
 def parse_start(text: str | datetime) -> int:
-    """Epoch ns of `now` or of an ISO 8601 time (no zone: UTC)."""
-    if isinstance(text, datetime):
-        when = text
-    elif text.strip().lower() == "now":
-        return time.time_ns()
-    else:
-        try:
-            when = datetime.fromisoformat(text.strip())
-        except ValueError:
-            raise InputError(f"start must be 'now' or an ISO 8601 time, got {text!r}") from None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    ns = int(when.timestamp()) * 1_000_000_000 + when.microsecond * 1_000
-    if ns <= 0:
-        raise InputError(f"start must be after 1970-01-01, got {text!r}")
-    return ns
+    """Epoch ns of `now` or of an ISO 8601 time (no zone: UTC); `tracegrammar.times` parses."""
+    delta = parse_datetime(text, "start") - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
 
 
 class Schedule:
