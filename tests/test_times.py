@@ -125,3 +125,13 @@ def test_graph_timestamp_survives_networkx():
     g = CallGraph("S_1", (Edge("0", "USER", "MS_1", "http", 0, 5),), timestamp=T)
     assert CallGraph.from_networkx(g.to_networkx()).timestamp == T
     assert CallGraph.from_networkx(CallGraph("S_1", g.edges).to_networkx()).timestamp is None
+
+
+def test_trace_times():
+    from tracegrammar.times import DEFAULT_ANCHOR, EPOCH_MS_MIN, trace_time
+
+    assert trace_time(0) == DEFAULT_ANCHOR
+    assert trace_time(17_530_085) == pytest.approx(DEFAULT_ANCHOR + 17_530.085)
+    assert trace_time(1_740_830_400_250) == pytest.approx(T + 0.25)
+    assert trace_time(EPOCH_MS_MIN) == EPOCH_MS_MIN / 1000
+    assert format_time(DEFAULT_ANCHOR) == "2024-01-01T00:00:00.000Z"

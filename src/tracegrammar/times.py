@@ -13,7 +13,23 @@ from datetime import UTC, datetime
 
 from .errors import UsageError
 
-__all__ = ["epoch_ms", "format_time", "parse_datetime", "parse_time"]
+__all__ = [
+    "DEFAULT_ANCHOR",
+    "EPOCH_MS_MIN",
+    "epoch_ms",
+    "format_time",
+    "parse_datetime",
+    "parse_time",
+    "trace_time",
+]
+
+#: 2024-01-01T00:00:00Z in epoch seconds: where graphs with no time of their own are exported, and
+#: where the Alibaba samples' relative timestamps (ms since the start of the collection, whose
+#: calendar date Alibaba does not publish) are anchored.
+DEFAULT_ANCHOR = 1_704_067_200
+#: A trace file's ms `timestamp` at or above this (1973-03-03) is epoch ms (e.g. our own CSV
+#: export); below it, ms since the start of the trace collection (Alibaba v2021/v2022).
+EPOCH_MS_MIN = 100_000_000_000
 
 
 def parse_datetime(text: str | datetime, flag: str = "start") -> datetime:
@@ -60,6 +76,12 @@ def epoch_ms(ts: float) -> int:
     """Epoch seconds -> whole epoch milliseconds (rounded): the precision times are kept at in
     every file, so a float's rounding never moves a time by a millisecond."""
     return round(ts * 1000)
+
+
+def trace_time(ms: float) -> float:
+    """Epoch seconds of a trace file's ms `timestamp`: epoch ms at or above EPOCH_MS_MIN, else an
+    offset from the start of the collection, anchored at DEFAULT_ANCHOR."""
+    return ms / 1000 if ms >= EPOCH_MS_MIN else DEFAULT_ANCHOR + ms / 1000
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

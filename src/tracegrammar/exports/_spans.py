@@ -23,11 +23,12 @@ from dataclasses import dataclass
 
 from ..errors import InputError
 from ..io import graph_to_dict
+from ..times import DEFAULT_ANCHOR
 from ..types import ROOT_ID, CallGraph, Edge
 
-#: 2024-01-01T00:00:00Z: generated graphs have no wall-clock time, so they are placed here.
-DEFAULT_BASE_EPOCH_NS = 1_704_067_200_000_000_000
 NS_PER_MS = 1_000_000
+#: 2024-01-01T00:00:00Z: graphs with no timestamp (no wall-clock time) are placed here.
+DEFAULT_BASE_EPOCH_NS = DEFAULT_ANCHOR * 1_000_000_000
 NS_PER_US = 1_000
 
 _CLIENT_KINDS = {"mc": "CLIENT", "db": "CLIENT", "mq": "PRODUCER"}
