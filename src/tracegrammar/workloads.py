@@ -16,7 +16,9 @@ Torch-free.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
+import math
 import random
 import re
 from collections.abc import Collection, Iterable, Sequence
@@ -57,7 +59,11 @@ class WindowRequest:
     def __post_init__(self) -> None:
         for name in ("start", "end"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not math.isfinite(value)
+            ):
                 raise ConstraintError(
                     f"{name} must be a time in epoch seconds, got {value!r}", name
                 )
@@ -330,3 +336,174 @@ def window_data_report(
         sizes = sorted(len(w.contexts) for w in real_windows(ordered, length))
         report.windows[length] = (len(sizes), float(sizes[len(sizes) // 2]), sizes[-1])
     return report
+
+
+# ------------------------------------------------------------------------------------------------
+# the driver: contexts first, then every graph
+# ------------------------------------------------------------------------------------------------
+
+#: How a workload's contexts and graphs are written: the model under the constraints, or the
+#: probabilistic baseline's counts.
+WORKLOAD_METHODS = ("model", "baseline")
+
+
+def as_epoch(value: float | str | Any, name: str) -> float:
+    """Epoch seconds from a number, an ISO 8601 text or `now`, or a datetime (`times`)."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    from .times import parse_time
+
+    return parse_time(value, name)
+
+
+@dataclass
+class Workload:
+    """A generated window: its request, its contexts (arrival order), one graph per context
+    (stamped with its arrival), and for the model method the window as written."""
+
+    request: WindowRequest
+    contexts: list[WindowContext]
+    graphs: list[CallGraph]
+    method: str
+    window_text: str = ""
+    stats: dict[str, float] = field(default_factory=dict)
+
+
+def run_workload(
+    start: float | str | Any,
+    end: float | str | Any,
+    num_traces: int,
+    include: Sequence[str] = (),
+    *,
+    method: str = "model",
+    seed: int | None = None,
+    model: Any = None,
+    temperature: float = 0.8,
+    top_k: int = 50,
+    reference: Any = None,
+    data: Any = None,
+    max_edges: int | None = None,
+    progress: bool = False,
+) -> Workload:
+    """`generate_workload` with the contexts and what the run measured."""
+    if method not in WORKLOAD_METHODS:
+        raise ConstraintError(f"method must be one of {WORKLOAD_METHODS}, got {method!r}", "method")
+    request = WindowRequest(
+        as_epoch(start, "start"), as_epoch(end, "end"), num_traces, tuple(include)
+    )
+    if seed is None:
+        seed = random.SystemRandom().randrange(2**31)
+    if method == "baseline":
+        return _baseline_workload(request, data, seed)
+    return _model_workload(request, seed, model, temperature, top_k, reference, max_edges, progress)
+
+
+def generate_workload(
+    start: float | str | Any,
+    end: float | str | Any,
+    num_traces: int,
+    include: Sequence[str] = (),
+    *,
+    method: str = "model",
+    seed: int | None = None,
+    model: Any = None,
+    temperature: float = 0.8,
+    top_k: int = 50,
+    reference: Any = None,
+    data: Any = None,
+    max_edges: int | None = None,
+    progress: bool = False,
+) -> list[CallGraph]:
+    """A window of traffic, coarse to fine: `num_traces` call graphs arriving in [start, end)
+    (epoch seconds, ISO 8601 text or `now`), each service of `include` among them, in arrival
+    order, each stamped with its arrival (`CallGraph.timestamp`).
+
+    `method="model"`: the model writes the window's contexts (arrival, service, num_edges,
+    depth, latency) under the context grammar and the window rules, then every graph is
+    generated under the layer constraints, all in one batch, one `Constraints` per context
+    (the context's latency is the graph's upper bound). Services come from the model's reference
+    (the adapter's `reference.json`, or `reference`). `method="baseline"`: the probabilistic
+    baseline fitted on `data` (a `ProbabilisticBaseline` or graphs) draws both.
+
+    Raises ConstraintError (a ValueError naming the field: `start`, `end`, `num_traces`,
+    `include`) before any model call for a window no workload can meet. Same seed, same
+    workload."""
+    return run_workload(
+        start,
+        end,
+        num_traces,
+        include,
+        method=method,
+        seed=seed,
+        model=model,
+        temperature=temperature,
+        top_k=top_k,
+        reference=reference,
+        data=data,
+        max_edges=max_edges,
+        progress=progress,
+    ).graphs
+
+
+def _stamp(graph: CallGraph, request: WindowRequest, context: WindowContext) -> CallGraph:
+    return dataclasses.replace(graph, timestamp=context.timestamp(request.start))
+
+
+def _baseline_workload(request: WindowRequest, data: Any, seed: int) -> Workload:
+    from .baseline import ProbabilisticBaseline
+    from .constraints import Constraints
+
+    if data is None:
+        raise ConstraintError("method='baseline' needs data (graphs or a fitted baseline)", "data")
+    base = data if isinstance(data, ProbabilisticBaseline) else ProbabilisticBaseline.fit(data)
+    contexts = base.window_contexts(request, seed)
+    graphs = []
+    for i, c in enumerate(contexts):
+        wanted = Constraints(c.service, num_edges=c.num_edges, depth=c.depth, latency=c.latency)
+        graph = base.sample(wanted, 1, seed=seed * 1_000_003 + i)[0]
+        graphs.append(_stamp(graph, request, c))
+    return Workload(request, contexts, graphs, "baseline")
+
+
+def _model_workload(
+    request: WindowRequest,
+    seed: int,
+    model: Any,
+    temperature: float,
+    top_k: int,
+    reference: Any,
+    max_edges: int | None,
+    progress: bool,
+) -> Workload:
+    from .constraints import Constraints
+    from .decoding.context import write_windows
+    from .decoding.driver import generate
+    from .decoding.models import resolve_model
+
+    lm = resolve_model(model)
+    windows, stats = write_windows(
+        [request],
+        lm,
+        temperature=temperature,
+        top_k=top_k,
+        seed=seed,
+        reference=reference,
+        max_edges=max_edges,
+    )
+    contexts = list(windows[0].contexts)
+    wanted = [
+        Constraints(c.service, num_edges=c.num_edges, depth=c.depth, latency=c.latency)
+        for c in contexts
+    ]
+    graphs = generate(
+        wanted,
+        temperature=temperature,
+        top_k=top_k,
+        seed=seed,
+        model=lm,
+        reference=reference,
+        progress=progress,
+    )
+    stamped_graphs = [_stamp(g, request, c) for g, c in zip(graphs, contexts, strict=True)]
+    measured = {"context_wall_s": stats.wall_s, "context_forward_passes": stats.forward_passes}
+    return Workload(request, contexts, stamped_graphs, "model", windows[0].text, measured)
