@@ -32,7 +32,7 @@ def test_window_length_counts_offsets_inside() -> None:
 def test_window_problems_name_the_field() -> None:
     assert window_problem(5.0, 5.0, 3) == (
         "end",
-        "end must be after start, got start=5 and end=5",
+        "end must be after start, got start=5.0 and end=5.0 (epoch s)",
     )
     assert window_problem(5.0, 4.0, 3)[0] == "end"  # type: ignore[index]
     assert window_problem(0.0, 1.0, 0)[0] == "num_traces"  # type: ignore[index]

@@ -561,7 +561,7 @@ def window_problem(
     """(field, reason) when no window of contexts can meet the request; None when one can.
     Fields: `end`, `num_traces`, `include`. `known`: the services contexts may use (None: any)."""
     if end <= start:
-        return "end", f"end must be after start, got start={start:g} and end={end:g}"
+        return "end", f"end must be after start, got start={start!r} and end={end!r} (epoch s)"
     if isinstance(num_traces, bool) or not isinstance(num_traces, int) or num_traces < 1:
         return "num_traces", f"num_traces must be an integer >= 1, got {num_traces!r}"
     wanted = list(dict.fromkeys(include))

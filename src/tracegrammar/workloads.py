@@ -365,6 +365,7 @@ class Workload:
     contexts: list[WindowContext]
     graphs: list[CallGraph]
     method: str
+    seed: int
     window_text: str = ""
     stats: dict[str, float] = field(default_factory=dict)
 
@@ -462,7 +463,7 @@ def _baseline_workload(request: WindowRequest, data: Any, seed: int) -> Workload
         wanted = Constraints(c.service, num_edges=c.num_edges, depth=c.depth, latency=c.latency)
         graph = base.sample(wanted, 1, seed=seed * 1_000_003 + i)[0]
         graphs.append(_stamp(graph, request, c))
-    return Workload(request, contexts, graphs, "baseline")
+    return Workload(request, contexts, graphs, "baseline", seed)
 
 
 def _model_workload(
@@ -506,4 +507,4 @@ def _model_workload(
     )
     stamped_graphs = [_stamp(g, request, c) for g, c in zip(graphs, contexts, strict=True)]
     measured = {"context_wall_s": stats.wall_s, "context_forward_passes": stats.forward_passes}
-    return Workload(request, contexts, stamped_graphs, "model", windows[0].text, measured)
+    return Workload(request, contexts, stamped_graphs, "model", seed, windows[0].text, measured)
