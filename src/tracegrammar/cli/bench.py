@@ -41,7 +41,7 @@ def register_bench(p: argparse.ArgumentParser) -> None:
 
 
 def register_infill_bench(p: argparse.ArgumentParser) -> None:
-    from ..evaluation.infill import METHODS, InfillOptions
+    from ..evaluation.infill import METHODS, TASKS, InfillOptions
 
     d = InfillOptions()
     p.add_argument("--data", default=d.data, help="real traces")
@@ -51,6 +51,10 @@ def register_infill_bench(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--methods", type=comma_list, default=list(METHODS),
         help=f"infilling methods, comma-separated, from {', '.join(METHODS)}",
+    )  # fmt: skip
+    p.add_argument(
+        "--tasks", type=comma_list, default=list(TASKS),
+        help=f"comma-separated tasks to draw cases for (default {','.join(TASKS)})",
     )  # fmt: skip
     p.add_argument(
         "--no-recover", action="store_true",
@@ -79,6 +83,7 @@ def cmd_infill_bench(args: argparse.Namespace) -> int:
         n=args.n,
         seed=args.seed,
         methods=tuple(args.methods),
+        tasks=tuple(args.tasks),
         recover=not args.no_recover,
         recover_with=args.recover_with,
         time_limit=args.time_limit,
