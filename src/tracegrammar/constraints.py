@@ -7,6 +7,7 @@ Validation happens here, before any model is touched, and names the field and th
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -179,3 +180,24 @@ def check_request_size(c: Constraints, n: int) -> None:
         raise ConstraintError(
             f"n must be an integer from 1 to {MAX_GRAPHS_PER_RUN}, got {n!r}", "n"
         )
+
+
+def expand_requests(constraints: Constraints | Sequence[Constraints], n: int) -> list[Constraints]:
+    """`n` copies of each request, in order, within the limits of `check_request_size` (and at
+    most `MAX_GRAPHS_PER_RUN` graphs in all); the library's entry points call this before any
+    model is loaded, as the CLI does."""
+    items = [constraints] if isinstance(constraints, Constraints) else list(constraints)
+    check_request_size(Constraints("S_0"), n)  # n itself, even for an empty list
+    for c in items:
+        if not isinstance(c, Constraints):
+            raise ConstraintError(
+                f"constraints must be Constraints objects, got {type(c).__name__}", "constraints"
+            )
+        check_request_size(c, n)
+    if len(items) * n > MAX_GRAPHS_PER_RUN:
+        raise ConstraintError(
+            f"n={n} graphs for each of {len(items)} requests is {len(items) * n} in all; "
+            f"at most {MAX_GRAPHS_PER_RUN} per run",
+            "n",
+        )
+    return [c for c in items for _ in range(n)]

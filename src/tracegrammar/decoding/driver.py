@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..constraints import Constraints
+from ..constraints import Constraints, expand_requests
 from ..encode import ParseError, render_conditions, render_graph_prompt, render_layer_prompt
 from ..errors import InputError
 from ..layers import root_conditions
@@ -159,7 +159,7 @@ def run_with(
     layers sample from generators seeded by (seed, position, rpc id), and its unset attributes
     come from one `random.Random(seed)` drawn in request order. So with `only`, the shapes are
     still drawn for every request (cheap, no model call) and the positions keep their numbers."""
-    requests = _requests(constraints, n)
+    requests = expand_requests(constraints, n)  # the limits, before the model is loaded
     window = _window(only, len(requests))
     lm = resolve_model(model)
     config = config.seeded()
@@ -259,16 +259,6 @@ def root_prompt(c: Constraints, cond: LayerConditions) -> str:
 
 def tabular_prompt(c: Constraints) -> str:
     return render_graph_prompt(c.as_dict())
-
-
-def _requests(constraints: Constraints | Sequence[Constraints], n: int) -> list[Constraints]:
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise InputError(f"n must be an integer >= 1, got {n!r}")
-    items = [constraints] if isinstance(constraints, Constraints) else list(constraints)
-    for c in items:
-        if not isinstance(c, Constraints):
-            raise InputError(f"constraints must be Constraints objects, got {type(c).__name__}")
-    return [c for c in items for _ in range(n)]
 
 
 def _window(only: range | None, total: int) -> slice:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..constraints import Constraints
+from ..constraints import Constraints, expand_requests
 from ..errors import InputError, MissingExtraError, ModelError, ShardsUnfinishedError
 from .manifest import Manifest
 from .plan import CHUNK, JobOptions, Shard, chunk_requests, job_key, plan_shards
@@ -74,7 +74,7 @@ def run_distributed(
     Raises MissingExtraError without Ray, ShardsUnfinishedError when shards failed past their
     retries (the others are kept; a rerun finishes them), InputError on bad arguments.
     """
-    items = _expand(requests, n)
+    items = expand_requests(requests, n)
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise InputError(
             f"seed must be an integer (a job resumes only with its seed), got {seed!r}"
@@ -106,16 +106,6 @@ def run_distributed(
             f"the same call again runs only the unfinished shards"
         )
     return report
-
-
-def _expand(requests: Constraints | Sequence[Constraints], n: int) -> list[Constraints]:
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise InputError(f"n must be an integer >= 1, got {n!r}")
-    items = [requests] if isinstance(requests, Constraints) else list(requests)
-    for c in items:
-        if not isinstance(c, Constraints):
-            raise InputError(f"requests must be Constraints objects, got {type(c).__name__}")
-    return [c for c in items for _ in range(n)]
 
 
 def _check_local_paths(options: JobOptions) -> None:
