@@ -3,8 +3,9 @@ in any export format, a progress bar and a closing summary.
 
 Every flag, file and the output path are checked before torch is imported. Graphs are generated
 in chunks of `CHUNK`; each chunk's graphs are written as it ends (JSON Lines to a temporary file
-renamed into place at the end), so Ctrl-C keeps the finished graphs, and when stderr is not a
-terminal each chunk prints one plain progress line."""
+renamed into place at the end), so Ctrl-C keeps the finished graphs. One progress reporter spans
+the chunks and moves as each graph finishes: a bar on a terminal, plain lines (every 5% or 10 s)
+when stderr is not one."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from ..constraints import (
     Constraints,
     check_request_size,
 )
+from ..decoding.progress import GraphProgress
 from ..distributed.plan import CHUNK, chunk_seed
 from ..errors import UsageError
 from ..exports import EXPORT_FORMATS
@@ -314,18 +316,22 @@ def _generate_here(
     constraints = [c for c, n in requests for _ in range(n)]
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
     tally = _Tally(len(constraints))
+    progress = GraphProgress(len(constraints))
     with _graph_sink(target, args.format, args.start_ns) as sink:
         try:
             for k in range(0, len(constraints), CHUNK):
-                run = _generate_chunk(args, lm, reference, constraints[k : k + CHUNK], seed, k)
+                chunk = constraints[k : k + CHUNK]
+                run = _generate_chunk(
+                    args, lm, reference, chunk, seed, k, lambda done, k=k: progress(k + done)
+                )
                 sink(run.generations)
                 tally.add(run)
-                if not sys.stderr.isatty():  # a log file gets a plain line per chunk
-                    print(f"generate: {tally.progress()}", file=sys.stderr, flush=True)
         except KeyboardInterrupt:
             if not tally.done:
                 raise  # nothing finished: the target is left as it was
             tally.interrupted = True
+        finally:
+            progress.close()
     print(tally.summary(target))
     if tally.interrupted:
         print(
@@ -338,7 +344,13 @@ def _generate_here(
 
 
 def _generate_chunk(
-    args: argparse.Namespace, lm: Any, reference: Any, chunk: list[Constraints], seed: int, k: int
+    args: argparse.Namespace,
+    lm: Any,
+    reference: Any,
+    chunk: list[Constraints],
+    seed: int,
+    k: int,
+    progress: Callable[[int], None] | None = None,
 ) -> Any:
     from ..decoding.driver import run_generation
 
@@ -353,7 +365,7 @@ def _generate_chunk(
         fmt=args.encoding,
         reference=reference,
         novel_calls=args.novel_calls,
-        progress=sys.stderr.isatty(),
+        progress=progress or False,
     )
 
 
@@ -409,10 +421,6 @@ class _Tally:
         self.passes += s.forward_passes
         self.sampled += s.sampled_tokens
         self.forced += s.forced_tokens
-
-    def progress(self) -> str:
-        seconds = time.perf_counter() - self.start
-        return f"{self.done}/{self.requested} graphs ({self.valid} valid), {seconds:.1f} s"
 
     def summary(self, target: Path) -> str:
         seconds = time.perf_counter() - self.start

@@ -17,13 +17,19 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from ..constraints import Constraints, expand_requests
-from ..encode import ParseError, render_conditions, render_graph_prompt, render_layer_prompt
+from ..encode import (
+    ParsedLayer,
+    ParseError,
+    render_conditions,
+    render_graph_prompt,
+    render_layer_prompt,
+)
 from ..errors import InputError
 from ..layers import root_conditions
 from ..reference import CallScope, Reference
@@ -31,6 +37,7 @@ from ..types import USER, CallGraph, LayerConditions
 from .assembly import Generation, GraphAssembly, parse_layer
 from .engine import Engine, EngineError
 from .models import LoadedModel, default_adapter_dir, default_model, resolve_model
+from .progress import GraphProgress
 from .sampling import GenerationConfig, layer_rng
 from .scheduler import GenerationStats, LayerJob, WaveScheduler
 from .writers import (
@@ -42,6 +49,10 @@ from .writers import (
     FreeWriters,
     Writers,
 )
+
+#: `progress=`: True for a bar (plain lines when stderr is not a terminal), or a function called
+#: with the number of graphs finished so far, once per graph.
+Progress = bool | Callable[[int], None]
 
 __all__ = [
     "Generation",
@@ -88,7 +99,7 @@ def generate(
     fmt: str = "layer",
     reference: Reference | None = None,
     novel_calls: bool = False,
-    progress: bool = False,
+    progress: Progress = False,
 ) -> list[CallGraph]:
     """Generate `n` call graphs per constraint; the valid ones, in request order.
 
@@ -128,7 +139,7 @@ def run_generation(
     reference: Reference | None = None,
     novel_calls: bool = False,
     fast_forward: bool = True,
-    progress: bool = False,
+    progress: Progress = False,
     only: range | None = None,
 ) -> GenerationRun:
     """`generate` with every output kept (`Generation`: text, graph, the oracle's verdict) and
@@ -136,7 +147,11 @@ def run_generation(
 
     `only`: generate just the requests at these positions of the request list (a contiguous
     range); each comes out exactly as in the whole run, so a job can be split into shards and
-    run on several machines (`tracegrammar.distributed`)."""
+    run on several machines (`tracegrammar.distributed`).
+
+    `progress`: True for a bar per graph (plain lines when stderr is not a terminal), or a
+    function called with the number of graphs finished so far as each graph finishes (1, 2, ...,
+    each once), while the rest are still being written. The outputs are the same either way."""
     config = GenerationConfig(temperature, top_k, seed, constrained, fmt, novel_calls, fast_forward)
     return run_with(
         config, constraints, n, model=model, reference=reference, progress=progress, only=only
@@ -150,7 +165,7 @@ def run_with(
     *,
     model: LoadedModel | str | Path | None = None,
     reference: Reference | None = None,
-    progress: bool = False,
+    progress: Progress = False,
     only: range | None = None,
 ) -> GenerationRun:
     """The run behind `generate` and `run_generation`, configured by one `GenerationConfig`.
@@ -310,33 +325,44 @@ class _Run:
         #: the oracle's semantic check of finished graphs (None: calls are not checked)
         self.check_reference = check_reference
         self.graphs: list[GraphAssembly] = []
+        #: this wave's parsed layers (or their parse errors), by id of the job
+        self._parsed: dict[int, ParsedLayer | ParseError] = {}
+        self._report: Callable[[int], None] | None = None
+        self._finished: list[bool] = []
+        self._done = 0
 
     def run(
         self,
         requests: list[Constraints],
         shapes: list[tuple[int, int, int]],
         scopes: list[CallScope | None],
-        progress: bool,
+        progress: Progress,
     ) -> GenerationRun:
         start = time.perf_counter()
         self.graphs = [GraphAssembly(c, s[0]) for c, s in zip(requests, shapes, strict=True)]
-        bar = _progress(progress, sum(s[0] for s in shapes))
+        report, close = _reporter(progress, len(requests))
+        self._report = report
+        self._finished = [False] * len(requests)
         pairs = enumerate(zip(requests, shapes, strict=True))
         wave = [self._root_job(i, c, s) for i, (c, s) in pairs]
-        while wave:
-            texts = self.scheduler.decode(wave)
-            next_wave: list[LayerJob] = []
-            for job, text in zip(wave, texts, strict=True):
-                graph = self.graphs[job.graph]
-                graph.texts.append(job.prompt + text)
-                if graph.failure is None:
-                    next_wave.extend(self._absorb(job, text))
-            if bar is not None:
-                bar.n = sum(len(g.builder.edges) for g in self.graphs)
-                bar.refresh()
-            wave = next_wave
-        if bar is not None:
-            bar.close()
+        try:
+            while wave:
+                watch = self._watch(wave) if report is not None else None
+                texts = self.scheduler.decode(wave, watch)
+                next_wave: list[LayerJob] = []
+                for job, text in zip(wave, texts, strict=True):
+                    graph = self.graphs[job.graph]
+                    graph.texts.append(job.prompt + text)
+                    if graph.failure is None:
+                        next_wave.extend(self._absorb(job, text))
+                self._parsed.clear()
+                if report is not None:  # graphs whose layers asked for none after all
+                    waiting = {job.graph for job in next_wave}
+                    for g in sorted({job.graph for job in wave} - waiting):
+                        self._graph_done(g)
+                wave = next_wave
+        finally:
+            close()
         gens = [
             g.result(self.check_reference if scope is not None else None)
             for g, scope in zip(self.graphs, scopes, strict=True)
@@ -352,6 +378,52 @@ class _Run:
         assert self.config.seed is not None
         return LayerJob(i, None, cond, prompt, layer_rng(self.config.seed, self.first + i, None))
 
+    def _watch(self, wave: list[LayerJob]) -> Callable[[LayerJob, str], None]:
+        """The scheduler's `on_finish` for a wave: a graph is finished as soon as its last
+        layer of the wave is, if none of its layers asks for more. A layer that asks for more
+        only in its text (the graph may still stop: a failure, a refused block) is settled at
+        the end of the wave; a layer whose text asks for none never gets any, so no graph is
+        reported early."""
+        pending = Counter(job.graph for job in wave)
+        more: set[int] = set()
+
+        def finished(job: LayerJob, text: str) -> None:
+            pending[job.graph] -= 1
+            if self._asks_for_layers(job, text):
+                more.add(job.graph)
+            if not pending[job.graph] and job.graph not in more:
+                self._graph_done(job.graph)
+
+        return finished
+
+    def _asks_for_layers(self, job: LayerJob, text: str) -> bool:
+        if self.graphs[job.graph].failure is not None or self.config.fmt == "tabular":
+            return False  # a failed graph takes no more layers; a tabular graph is one output
+        try:
+            return bool(self._parse(job, text).subgraphs)
+        except ParseError:
+            return False
+
+    def _graph_done(self, g: int) -> None:
+        if self._report is not None and not self._finished[g]:
+            self._finished[g] = True
+            self._done += 1
+            self._report(self._done)
+
+    def _parse(self, job: LayerJob, text: str) -> ParsedLayer:
+        """`parse_layer` of a finished layer, once per layer (the progress watch and the
+        assembly both need it)."""
+        found = self._parsed.get(id(job))
+        if found is None:
+            try:
+                found = parse_layer(text, self.config.fmt, strict=self.config.constrained)
+            except ParseError as exc:
+                found = exc
+            self._parsed[id(job)] = found
+        if isinstance(found, ParseError):
+            raise found
+        return found
+
     def _absorb(self, job: LayerJob, text: str) -> list[LayerJob]:
         """Add a finished layer to its graph; return the layers its blocks ask for."""
         graph, fmt = self.graphs[job.graph], self.config.fmt
@@ -359,7 +431,7 @@ class _Run:
             graph.add_tabular(text)
             return []
         try:
-            parsed = parse_layer(text, fmt, strict=self.config.constrained)
+            parsed = self._parse(job, text)
         except ParseError as exc:
             graph.failure = str(exc)
             return []
@@ -377,9 +449,13 @@ class _Run:
         ]  # fmt: skip
 
 
-def _progress(enabled: bool, total: int) -> Any:
-    if not enabled:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, unit="edge", desc="generating")
+def _reporter(
+    progress: Progress, total: int
+) -> tuple[Callable[[int], None] | None, Callable[[], None]]:
+    """(the function to call with the number of finished graphs, or None; the closing step)."""
+    if callable(progress):
+        return progress, lambda: None
+    if not progress:
+        return None, lambda: None
+    bar = GraphProgress(total)
+    return bar, bar.close

@@ -11,6 +11,7 @@ masks, applied to all their logits at once), then each draws with its own genera
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -91,8 +92,13 @@ class WaveScheduler:
         self.pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
         self.device = next(lm.model.parameters()).device
 
-    def decode(self, jobs: list[LayerJob]) -> list[str]:
-        """Write every layer of a wave; return each layer's output text."""
+    def decode(
+        self, jobs: list[LayerJob], on_finish: Callable[[LayerJob, str], None] | None = None
+    ) -> list[str]:
+        """Write every layer of a wave; return each layer's output text. `on_finish(job, text)`
+        is called as each layer finishes, while the rest of the wave is still being written
+        (layers finished by their forced tokens alone first, in job order; then in the order
+        their rows leave the batch). It only observes: the outputs are the same without it."""
         for job in jobs:
             self._start(job)
         begun = self.writers.begin_all([_writer(job) for job in jobs])
@@ -100,6 +106,10 @@ class WaveScheduler:
             self._enqueue(job, forced)
         batch = BatchState(self.lm.model, self.pad, self.device)
         rows = [i for i, job in enumerate(jobs) if not _writer(job).done]
+        if on_finish is not None:
+            for job in jobs:
+                if _writer(job).done:
+                    on_finish(job, _writer(job).text)
         while rows:  # a layer finished by its forced tokens alone never needs the model
             width = self.pass_width([jobs[i] for i in rows])
             logits = batch.step([self._next_chunk(jobs[i], width) for i in rows])
@@ -107,6 +117,10 @@ class WaveScheduler:
             if sampling:
                 self._sample([jobs[rows[pos]] for pos in sampling], logits[sampling])
             keep = [pos for pos, i in enumerate(rows) if not _writer(jobs[i]).done]
+            if on_finish is not None:
+                for i in rows:
+                    if _writer(jobs[i]).done:
+                        on_finish(jobs[i], _writer(jobs[i]).text)
             if len(keep) != len(rows):
                 batch.keep(keep)
                 rows = [rows[p] for p in keep]
