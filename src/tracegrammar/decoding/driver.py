@@ -22,9 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..attributes import AttributePlan, plan_request
 from ..constraints import Constraints
 from ..encode import ParseError, render_conditions, render_graph_prompt, render_layer_prompt
-from ..errors import InputError
+from ..errors import ConstraintError, InputError
 from ..layers import root_conditions
 from ..reference import CallScope, Reference
 from ..types import USER, CallGraph, LayerConditions
@@ -104,6 +105,9 @@ def generate(
     one shipped with the model's adapter unless `reference` is given; `novel_calls=True` allows
     calls never seen (leaf types stay leaves). `fmt` is "layer", "layer_instruct" or "tabular"
     (the whole graph in one output; constrained, only its syntax and row count are enforced).
+    Requested attributes (`high_latency`, `include_calls`, `uncommon_call`) are planned against
+    the reference before any layer is written (`tracegrammar.attributes`; an impossible request
+    raises ConstraintError naming the field) and, constrained, forced: every graph meets them.
     Same seed, same output.
     """
     config = GenerationConfig(temperature, top_k, seed, constrained, fmt, novel_calls)
@@ -164,25 +168,80 @@ def run_with(
     lm = resolve_model(model)
     config = config.seeded()
     assert config.seed is not None
+    reference = reference if reference is not None else lm.reference()
+    plans = attribute_plans(requests, reference, config.fmt)
     rng = random.Random(config.seed)
     prior = lm.prior()
     shapes = [prior.complete(c, rng) for c in requests]
+    plans, shapes = fit_shapes(requests, plans, shapes, reference, config.seed)
     context = int(getattr(lm.model.config, "max_position_embeddings", 8192))
     for (num, _, _), c in zip(shapes, requests, strict=True):
         _check_context(c, num, config.fmt, context)
-    reference = reference if reference is not None else lm.reference()
     semantic = config.constrained and config.fmt != "tabular"
     scopes = call_scopes(
         requests, [s[1] for s in shapes], reference if semantic else None, config.novel_calls
     )
     requests, shapes, scopes = requests[window], shapes[window], scopes[window]
+    plans = plans[window]
     writers: Writers
     if config.constrained:
-        writers = ConstrainedWriters(lm.engine(), config.fmt, scopes)
+        writers = ConstrainedWriters(lm.engine(), config.fmt, scopes, plans)
     else:
         writers = FreeWriters(lm.tokenizer, lm.tokenizer.eos_token_id, config.fmt)
     run = _Run(lm, config, writers, None if config.novel_calls else reference, window.start)
+    run.attribute_reference = reference
     return run.run(requests, shapes, scopes, progress)
+
+
+def attribute_plans(
+    requests: Sequence[Constraints], reference: Reference | None, fmt: str = "layer"
+) -> list[AttributePlan | None]:
+    """Each request's plan of requested attributes (None: none requested); ConstraintError
+    naming the field and the value when one cannot be met. Before any layer is written."""
+    plans: list[AttributePlan | None] = []
+    cache: dict[Constraints, AttributePlan] = {}  # n copies of one request: planned once
+    for c in requests:
+        if not c.has_attributes:
+            plans.append(None)
+            continue
+        if fmt == "tabular":
+            raise ConstraintError(
+                "requested attributes (high_latency, include_calls, uncommon_call) need a layer "
+                "format: the tabular format writes a graph in one output and cannot force them",
+                "format",
+            )
+        if c not in cache:
+            cache[c] = plan_request(c, reference)
+        plans.append(cache[c])
+    return plans
+
+
+def fit_shapes(
+    requests: Sequence[Constraints],
+    plans: Sequence[AttributePlan | None],
+    shapes: Sequence[tuple[int, int, int]],
+    reference: Reference | None,
+    seed: int,
+) -> tuple[list[AttributePlan | None], list[tuple[int, int, int]]]:
+    """Drawn shapes moved as little as needed to hold each plan (requests without attributes
+    keep theirs): enough calls and levels for the planned calls, and for `high_latency` without
+    a user bound, a latency bound drawn from [p90, 2 x p90] (seeded by the request's position,
+    so other requests draw as before)."""
+    out_plans: list[AttributePlan | None] = []
+    out_shapes: list[tuple[int, int, int]] = []
+    for i, (c, plan, shape) in enumerate(zip(requests, plans, shapes, strict=True)):
+        if plan is None or reference is None:
+            out_plans.append(plan)
+            out_shapes.append(shape)
+            continue
+        num, depth, latency = shape
+        plan, num, depth = plan.choose(c, num, depth, reference.scope(c.service))
+        if plan.min_latency and c.latency is None and latency < plan.min_latency:
+            draw = random.Random(f"high-latency/{seed}/{i}")
+            latency = draw.randint(plan.min_latency, 2 * plan.min_latency)
+        out_plans.append(plan)
+        out_shapes.append((num, depth, latency))
+    return out_plans, out_shapes
 
 
 def complete_layers(
@@ -258,7 +317,8 @@ def root_prompt(c: Constraints, cond: LayerConditions) -> str:
 
 
 def tabular_prompt(c: Constraints) -> str:
-    return render_graph_prompt(c.as_dict())
+    shape = ("service", "num_edges", "depth", "latency")
+    return render_graph_prompt({k: v for k, v in c.as_dict().items() if k in shape})
 
 
 def _requests(constraints: Constraints | Sequence[Constraints], n: int) -> list[Constraints]:
@@ -319,6 +379,8 @@ class _Run:
         )
         #: the oracle's semantic check of finished graphs (None: calls are not checked)
         self.check_reference = check_reference
+        #: the statistics requested attributes are judged by (None: not judged)
+        self.attribute_reference: Reference | None = None
         self.graphs: list[GraphAssembly] = []
 
     def run(
@@ -348,7 +410,7 @@ class _Run:
         if bar is not None:
             bar.close()
         gens = [
-            g.result(self.check_reference if scope is not None else None)
+            g.result(self.check_reference if scope is not None else None, self.attribute_reference)
             for g, scope in zip(self.graphs, scopes, strict=True)
         ]
         self.stats.graphs = len(requests)
