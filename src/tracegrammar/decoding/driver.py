@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..attributes import AttributePlan, plan_request
+from ..attributes import AttributePlan, attribute_plans
 from ..constraints import Constraints
 from ..encode import ParseError, render_conditions, render_graph_prompt, render_layer_prompt
-from ..errors import ConstraintError, InputError
+from ..errors import InputError
 from ..layers import root_conditions
 from ..reference import CallScope, Reference
 from ..types import USER, CallGraph, LayerConditions
@@ -191,29 +191,6 @@ def run_with(
     run = _Run(lm, config, writers, None if config.novel_calls else reference, window.start)
     run.attribute_reference = reference
     return run.run(requests, shapes, scopes, progress)
-
-
-def attribute_plans(
-    requests: Sequence[Constraints], reference: Reference | None, fmt: str = "layer"
-) -> list[AttributePlan | None]:
-    """Each request's plan of requested attributes (None: none requested); ConstraintError
-    naming the field and the value when one cannot be met. Before any layer is written."""
-    plans: list[AttributePlan | None] = []
-    cache: dict[Constraints, AttributePlan] = {}  # n copies of one request: planned once
-    for c in requests:
-        if not c.has_attributes:
-            plans.append(None)
-            continue
-        if fmt == "tabular":
-            raise ConstraintError(
-                "requested attributes (high_latency, include_calls, uncommon_call) need a layer "
-                "format: the tabular format writes a graph in one output and cannot force them",
-                "format",
-            )
-        if c not in cache:
-            cache[c] = plan_request(c, reference)
-        plans.append(cache[c])
-    return plans
 
 
 def fit_shapes(
