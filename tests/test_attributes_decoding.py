@@ -64,3 +64,26 @@ def test_impossible_requests_fail_before_decoding(tiny_model):
     assert info.value.field == "include_calls"
     with pytest.raises(ConstraintError, match="tabular format"):
         generate(REQUESTS["high_latency"], model=tiny_model, reference=REF, fmt="tabular")
+
+
+def test_instruction_root_prompt_states_the_request():
+    from tracegrammar.attributes import plan_request
+    from tracegrammar.decoding.driver import root_prompt
+    from tracegrammar.layers import root_conditions
+
+    c = Constraints(SERVICE, high_latency=True, include_calls=RARE[:1])
+    plan = plan_request(c, REF)
+    cond = root_conditions(SERVICE, 5, 2, 10**4)
+    p90 = REF.latency_p90(SERVICE)
+    src, dst, kind = RARE[0]
+    assert root_prompt(c, cond, "layer_instruct", plan) == (
+        f"<layer service:{SERVICE}>\n"
+        f"requested: latency(ms) >= {p90}, include calls {src} -> {dst} ({kind})\n"
+    )
+    assert root_prompt(c, cond, "layer", plan) == f"<layer service:{SERVICE}>\n"
+
+
+def test_layer_instruct_graphs_meet_attributes(tiny_model):
+    c = REQUESTS["all"]
+    for g in generate(c, n=2, seed=4, model=tiny_model, reference=REF, fmt="layer_instruct"):
+        assert check(g, c, REF) == [] and check_attributes(g, c, REF) == []

@@ -24,7 +24,13 @@ from typing import Any
 
 from ..attributes import AttributePlan, attribute_plans
 from ..constraints import Constraints
-from ..encode import ParseError, render_conditions, render_graph_prompt, render_layer_prompt
+from ..encode import (
+    ParseError,
+    render_conditions,
+    render_graph_prompt,
+    render_layer_prompt,
+    render_request,
+)
 from ..errors import InputError
 from ..layers import root_conditions
 from ..reference import CallScope, Reference
@@ -190,6 +196,7 @@ def run_with(
         writers = FreeWriters(lm.tokenizer, lm.tokenizer.eos_token_id, config.fmt)
     run = _Run(lm, config, writers, None if config.novel_calls else reference, window.start)
     run.attribute_reference = reference
+    run.plans = plans
     return run.run(requests, shapes, scopes, progress)
 
 
@@ -281,8 +288,14 @@ def call_scopes(
     return scopes
 
 
-def root_prompt(c: Constraints, cond: LayerConditions) -> str:
-    """The first layer's prompt shows what the user asked for (training drops the rest)."""
+def root_prompt(
+    c: Constraints,
+    cond: LayerConditions,
+    fmt: str = "layer",
+    plan: AttributePlan | None = None,
+) -> str:
+    """The first layer's prompt shows what the user asked for (training drops the rest); the
+    instruction variant adds the requested attributes in words (`encode.render_request`)."""
     shown: dict[str, str | int] = {"service": c.service}
     if c.num_edges is not None:
         shown["num_edges"] = cond.num_edges
@@ -290,7 +303,11 @@ def root_prompt(c: Constraints, cond: LayerConditions) -> str:
         shown["remaining_depth"] = cond.remaining_depth
     if c.latency is not None:
         shown["latency"] = cond.latency
-    return render_conditions(shown)
+    prompt = render_conditions(shown)
+    if fmt == "layer_instruct" and c.has_attributes:
+        least = plan.min_latency if plan is not None and plan.min_latency else None
+        prompt += render_request(least, c.include_calls, c.uncommon_call)
+    return prompt
 
 
 def tabular_prompt(c: Constraints) -> str:
@@ -358,6 +375,8 @@ class _Run:
         self.check_reference = check_reference
         #: the statistics requested attributes are judged by (None: not judged)
         self.attribute_reference: Reference | None = None
+        #: each graph's plan of requested attributes (for the instruction root prompt)
+        self.plans: Sequence[AttributePlan | None] = ()
         self.graphs: list[GraphAssembly] = []
 
     def run(
@@ -397,7 +416,11 @@ class _Run:
     def _root_job(self, i: int, c: Constraints, shape: tuple[int, int, int]) -> LayerJob:
         num, depth, latency = shape
         cond = root_conditions(c.service, num, depth, latency)
-        prompt = tabular_prompt(c) if self.config.fmt == "tabular" else root_prompt(c, cond)
+        if self.config.fmt == "tabular":
+            prompt = tabular_prompt(c)
+        else:
+            plan = self.plans[i] if i < len(self.plans) else None
+            prompt = root_prompt(c, cond, self.config.fmt, plan)
         assert self.config.seed is not None
         return LayerJob(i, None, cond, prompt, layer_rng(self.config.seed, self.first + i, None))
 
