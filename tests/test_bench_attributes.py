@@ -70,9 +70,26 @@ def test_summary_puts_modes_side_by_side():
     assert summary["high_latency"]["unconstrained@0.2"]["accuracy"] == 0.0
     meta = {
         "model": "m", "prompts": 2, "validation_graphs": 9, "machine": "x", "date": "d",
-        "seconds": 1.0, "skipped": [], "command": "tracegrammar bench attributes --n 1",
+        "seconds": 1.0, "skipped": [], "commands": ["tracegrammar bench attributes --n 1"],
         "options": {**AttributeOptions().__dict__, "temperatures": [0.2]},
     }  # fmt: skip
     text = render_summary(meta, summary)
     assert "| high_latency | 100% / 0% | fig. only (1st paper §4.4) |" in text
-    assert "`tracegrammar bench attributes --n 1`" in text
+    assert "    tracegrammar bench attributes --n 1" in text
+
+
+def test_a_rerun_resumes_only_with_the_same_prompts(tmp_path):
+    import json
+    from dataclasses import asdict
+
+    from tracegrammar.evaluation.attributes import _resume
+
+    opts = AttributeOptions(out=str(tmp_path), temperatures=(0.2,))
+    record = {"attribute": "high_latency", "mode": "constrained", "temperature": 0.2}
+    (tmp_path / "records.jsonl").write_text(json.dumps(record) + "\n")
+    meta = {"model": "m", "options": asdict(opts), "command": "tracegrammar bench attributes"}
+    (tmp_path / "summary.json").write_text(json.dumps(meta))
+    later = AttributeOptions(out=str(tmp_path), temperatures=(0.5, 0.8))
+    assert _resume(tmp_path, later, "m")[0] == [record]
+    assert _resume(tmp_path, later, "other model") == ([], {})
+    assert _resume(tmp_path, AttributeOptions(out=str(tmp_path), n=5), "m") == ([], {})

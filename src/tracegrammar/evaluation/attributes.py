@@ -17,6 +17,10 @@ A prompt the planner refuses (the shape cannot hold the plan) is skipped for ano
 it passes the oracle with exact num_edges and depth (constrained: the semantic rules too);
 instruction accuracy = valid AND the attribute met (`oracle.check_attributes`, judged by the
 adapter's reference). Writes OUT/records.jsonl, OUT/summary.json and OUT/summary.md.
+
+A rerun into the same OUT with the same prompts (data, n, attributes, encoding, max_edges, seed,
+model) resumes: (temperature, mode) runs already in records.jsonl are kept, not run again, and
+the summary covers them all, listing every command that contributed.
 """
 
 from __future__ import annotations
@@ -163,11 +167,15 @@ def run_attributes(opts: AttributeOptions, label: str) -> int:
     prompts = draw_prompts(list(split.validation), reference, opts)
     if not prompts:
         raise InputError(f"{opts.data}: no validation graph gives a prompt")
-    records: list[dict[str, Any]] = []
+    out = Path(opts.out)
+    records, previous = _resume(out, opts, label)
+    done = {(r["temperature"], r["mode"]) for r in records}
     skipped: list[str] = []
     started = time.time()
     for temperature in opts.temperatures:
         for mode in opts.modes:
+            if (temperature, mode) in done:
+                continue
             if opts.time_limit and time.time() - started > opts.time_limit:
                 skipped.append(f"T={temperature} {mode}")
                 continue
@@ -192,19 +200,20 @@ def run_attributes(opts: AttributeOptions, label: str) -> int:
                 file=sys.stderr,
                 flush=True,
             )
+    temps = sorted({r["temperature"] for r in records} | set(opts.temperatures))
+    command = " ".join(["tracegrammar", *sys.argv[1:]]) if sys.argv else ""
     meta = {
         "model": label,
-        "options": asdict(opts),
+        "options": {**asdict(opts), "temperatures": temps},
         "prompts": len(prompts),
         "validation_graphs": len(split.validation),
         "machine": machine(),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "seconds": round(time.time() - t0, 1),
+        "seconds": round(time.time() - t0 + previous.get("seconds", 0), 1),
         "skipped": skipped,
-        "command": " ".join(["tracegrammar", *sys.argv[1:]]) if sys.argv else "",
+        "commands": [*_commands(previous), command],
     }
     summary = summarize(records)
-    out = Path(opts.out)
     out.mkdir(parents=True, exist_ok=True)
     with atomic_writer(out / "records.jsonl") as fh:
         for r in records:
@@ -215,6 +224,38 @@ def run_attributes(opts: AttributeOptions, label: str) -> int:
         fh.write(render_summary(meta, summary))
     print(f"bench attributes: {len(records)} graphs -> {out / 'summary.md'}")
     return 0
+
+
+#: Options that must match for a rerun to resume (they fix the prompts and the model).
+SAME_PROMPTS = ("data", "n", "attributes", "encoding", "max_edges", "seed")
+
+
+def _resume(
+    out: Path, opts: AttributeOptions, label: str
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The records and meta of an earlier run into `out` with the same prompts (none else)."""
+    try:
+        meta = json.loads((out / "summary.json").read_text())
+        lines = (out / "records.jsonl").read_text().splitlines()
+    except (OSError, ValueError):
+        return [], {}
+    before = meta.get("options", {})
+    now = asdict(opts)
+    if meta.get("model") != label or any(
+        _same(before.get(k)) != _same(now[k]) for k in SAME_PROMPTS
+    ):
+        return [], {}
+    return [json.loads(line) for line in lines if line.strip()], meta
+
+
+def _commands(meta: dict[str, Any]) -> list[str]:
+    if "commands" in meta:
+        return list(meta["commands"])
+    return [meta["command"]] if "command" in meta else []
+
+
+def _same(value: object) -> object:
+    return list(value) if isinstance(value, list | tuple) else value
 
 
 def summarize(records: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
@@ -245,7 +286,9 @@ def render_summary(meta: dict[str, Any], summary: dict[str, dict[str, dict[str, 
         f"calls, shape kept), encoding {opts['encoding']}, seed {opts['seed']}; machine: "
         f"{meta['machine']}; {meta['date']}; {meta['seconds']} s.",
         "",
-        f"Command: `{meta['command']}`",
+        "Commands (a rerun into the same folder adds the runs it did not have):",
+        "",
+        *(f"    {c}" for c in meta["commands"]),
         "",
         "Accuracy = valid (oracle, exact num_edges and depth) AND the attribute met "
         "(`check_attributes` against the adapter's reference). Constrained / unconstrained.",
