@@ -3,9 +3,10 @@ valid layers.
 
 Data flows one way: traces (`load_traces`) -> graphs (`CallGraph`) -> layers and text
 (`tracegrammar.layers`, `tracegrammar.encode`) -> constrained decoding (`generate`) -> graphs ->
-checks (`check`), metrics and exports. Incomplete graphs (`load_traces(..., keep_incomplete=True)`)
-are completed by `infill`. Importing this package is cheap: the model-side names
-(`generate`, `load_model`) import torch only when first used.
+checks (`check`), metrics and exports. Windows of traffic over time (`generate_workload`) are
+generated coarse to fine: the window's graph contexts first, then each graph. Incomplete graphs
+(`load_traces(..., keep_incomplete=True)`) are completed by `infill`. Importing this package is
+cheap: the model-side names (`generate`, `load_model`) import torch only when first used.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from .oracle import Violation, check, check_layer
 from .reference import Reference
 from .traces import LoadReport, TraceFormatError, load_traces
 from .types import CallGraph, Edge, Layer, LayerConditions, LayerEdge, SubgraphBlock
+from .workloads import WindowContext, WindowRequest, generate_workload
 
 if TYPE_CHECKING:
     from .decoding.driver import generate
@@ -36,9 +38,12 @@ __all__ = [
     "SubgraphBlock",
     "TraceFormatError",
     "Violation",
+    "WindowContext",
+    "WindowRequest",
     "check",
     "check_layer",
     "generate",
+    "generate_workload",
     "infill",
     "load_model",
     "load_traces",

@@ -23,6 +23,7 @@ model is plain JSON. Sampling uses one `numpy.random.Generator(seed)`: same seed
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
@@ -35,8 +36,9 @@ import numpy as np
 from .constraints import Constraints
 from .errors import InputError
 from .io import atomic_writer
-from .rules import feasible_shape, nearest_feasible_depth
+from .rules import MAX_CONTEXT_LATENCY, feasible_shape, nearest_feasible_depth
 from .types import CALL_TYPES, ROOT_ID, USER, CallGraph, Edge
+from .workloads import WindowContext, WindowRequest
 
 FORMAT = "tracegrammar.baseline/1"
 ANY = "*"  # the key of a table's unconditioned (global) row
@@ -93,16 +95,22 @@ class ProbabilisticBaseline:
             name: defaultdict(Counter) for name in TABLES
         }
         seen = 0
+        arrivals: list[float] = []
         for g in graphs:
             if g.edges:
                 seen += 1
                 _count_graph(counts, g)
+                if g.timestamp is not None:
+                    arrivals.append(g.timestamp)
         if not seen:
             raise InputError("cannot fit the baseline on no call graphs")
         tables = {
             name: {k: dict(sorted(c.items())) for k, c in sorted(rows.items())}
             for name, rows in counts.items()
         }
+        gaps = _arrival_gaps(arrivals)
+        if gaps:  # optional: graphs without arrival times (TraceLLM text) have none
+            tables["gap"] = {ANY: gaps}
         return cls(tables)
 
     def save(self, path: str | Path) -> None:
@@ -131,6 +139,49 @@ class ProbabilisticBaseline:
             raise InputError(f"n must be >= 0, got {n}")
         rng = np.random.default_rng(seed)
         return [self._one(constraints, rng) for _ in range(n)]
+
+    # ---- windows of traffic (the coarse level of a workload)
+
+    @property
+    def services(self) -> frozenset[str]:
+        """The services of the fitted graphs: the ones a window's contexts may name."""
+        return frozenset(k for k in self.tables["shape"] if k != ANY)
+
+    def window_contexts(self, request: WindowRequest, seed: int) -> list[WindowContext]:
+        """The contexts of a window drawn from the data's counts: arrivals from the fitted gaps
+        between arrivals (exponential, i.e. a Poisson process, without them), rescaled to fill
+        the window; each required id at a random line, the other lines' services from the
+        service mix; each line's shape from its service's shapes and its latency from the
+        response times of its service's root calls. Meets `request` like the decoder does."""
+        request.check_known(self.services)
+        rng = np.random.default_rng(seed)
+        n = request.num_traces
+        mix = {s: sum(row.values()) for s, row in self.tables["shape"].items() if s != ANY}
+        lines = [str(_choose(mix, rng)) for _ in range(n)]
+        spots = rng.choice(n, size=len(request.include), replace=False)
+        for spot, service in zip(spots, request.include, strict=True):
+            lines[int(spot)] = service
+        out = []
+        for at, service in zip(self._arrivals(n, request.length_ms, rng), lines, strict=True):
+            num, depth = self._shape(Constraints(service), rng)
+            entry = self._draw("entry", [service], rng) or ""
+            latency = int(self._draw("rt", [entry], rng) or 0) if "|" in entry else 0
+            out.append(WindowContext(at, service, num, depth, min(latency, MAX_CONTEXT_LATENCY)))
+        return out
+
+    def _arrivals(self, n: int, length_ms: int, rng: np.random.Generator) -> list[int]:
+        """n sorted ms offsets in [0, length_ms): n + 1 gaps (the first before the first arrival,
+        the last after the final one) drawn from the `gap` table, scaled to span the window.
+        With exponential gaps this is exactly n uniform arrivals, sorted."""
+        row = self.tables.get("gap", {}).get(ANY)
+        if row:
+            values = np.array([float(v) for v in row])
+            p = np.array([row[v] for v in row], float)
+            gaps = values[rng.choice(len(values), size=n + 1, p=p / p.sum())] + 1e-3
+        else:
+            gaps = rng.exponential(size=n + 1)
+        cuts = np.cumsum(gaps)[:-1] / gaps.sum() * length_ms
+        return sorted(min(int(t), length_ms - 1) for t in cuts)
 
     def _one(self, c: Constraints, rng: np.random.Generator) -> CallGraph:
         num_edges, depth = self._shape(c, rng)
@@ -188,15 +239,32 @@ class ProbabilisticBaseline:
     def _tree(self, num_edges: int, depth: int, rng: np.random.Generator) -> list[_Node]:
         """A tree with exactly `num_edges` calls and depth `depth`: a spine down to `depth`, then
         each remaining call under a node shallower than `depth`, chosen with weight
-        P(children > c | depth) / P(children >= c | depth) for a node with c children so far."""
+        P(children > c | depth) / P(children >= c | depth) for a node with c children so far.
+
+        Each parent is the one `rng.choice` would pick among the open nodes (shallower than
+        `depth`, in creation order) with those weights, from the same one uniform draw, so the
+        trees are those of the earlier quadratic builder; `_ParentPicker` finds it in O(log n)."""
+        weights: dict[tuple[int, int], float] = {}
+
+        def weight(node: _Node) -> float:
+            key = (node.depth, len(node.kids))
+            if key not in weights:
+                weights[key] = self._continue(*key)
+            return weights[key]
+
         nodes = [_Node(parent=None, depth=1)]
         for d in range(2, depth + 1):
             _attach(nodes, len(nodes) - 1, d)
+        picker = _ParentPicker(num_edges)
+        for i, node in enumerate(nodes):
+            if node.depth < depth:
+                picker.set(i, weight(node))
         for _ in range(num_edges - depth):
-            open_ = [i for i, node in enumerate(nodes) if node.depth < depth]
-            w = np.array([self._continue(nodes[i].depth, len(nodes[i].kids)) for i in open_])
-            parent = open_[int(rng.choice(len(open_), p=w / w.sum()))]
+            parent = picker.draw(rng)
             _attach(nodes, parent, nodes[parent].depth + 1)
+            picker.set(parent, weight(nodes[parent]))
+            if nodes[-1].depth < depth:
+                picker.set(len(nodes) - 1, weight(nodes[-1]))
         for node in nodes:  # the spine child need not be the first one
             node.kids = [node.kids[i] for i in rng.permutation(len(node.kids))]
         return nodes
@@ -261,6 +329,13 @@ class ProbabilisticBaseline:
                 node.duration = finish * latency // root - node.start
 
 
+def _arrival_gaps(arrivals: list[float]) -> dict[str, int]:
+    """Counts of the ms between consecutive arrivals (the `gap` table)."""
+    ordered = sorted(arrivals)
+    gaps = Counter(str(round((b - a) * 1000)) for a, b in itertools.pairwise(ordered))
+    return dict(sorted(gaps.items()))
+
+
 def _count_graph(counts: dict[str, defaultdict[str, Counter[str]]], g: CallGraph) -> None:
     def both(table: str, key: str, value: object) -> None:
         counts[table][key][str(value)] += 1
@@ -304,6 +379,69 @@ def _choose(weights: dict[str, int], rng: np.random.Generator) -> str:
     return values[int(rng.choice(len(values), p=p / p.sum()))]
 
 
+class _ParentPicker:
+    """Weighted draws among positions 0..capacity-1 (weight 0: not drawable) that give exactly
+    what `rng.choice(len(w), p=w / w.sum())` gives over the positive weights `w` in position
+    order, in O(log n) per draw and per weight change instead of O(n).
+
+    numpy's `Generator.choice` with `p` (replace=True, one sample) takes `cdf = p.cumsum();
+    cdf /= cdf[-1]`, draws one `random()` u and returns `cdf.searchsorted(u, side="right")`:
+    the first position whose cumulative share exceeds u. Here the weights sit in the leaves of a
+    binary sum tree; a descent finds the leaf whose interval holds `u * total`. Rounding makes
+    both computations inexact, but by less than `slack * total` (a bound on the error of either
+    sum, with a wide margin); when `u * total` lies farther than that from both ends of the
+    leaf's interval, numpy's computation picks the same leaf. Otherwise (about once in 10^10
+    draws) the draw is recomputed numpy's way from the same u. Either way the generator
+    consumes exactly one double per draw, as `choice` does."""
+
+    def __init__(self, capacity: int, slack: float | None = None) -> None:
+        self.size = 1 << max(0, capacity - 1).bit_length()
+        self.tree = [0.0] * (2 * self.size)
+        self.used = 0  # positions 0..used-1 have been set
+        #: how close (as a share of the total) to an interval's end a draw is recomputed
+        self.slack = (capacity + 64) * 2.0**-48 if slack is None else slack
+        self.recomputed = 0
+
+    def set(self, position: int, weight: float) -> None:
+        tree = self.tree
+        i = self.size + position
+        tree[i] = weight
+        i >>= 1
+        while i:  # sums recomputed from the children: no drift from repeated updates
+            tree[i] = tree[2 * i] + tree[2 * i + 1]
+            i >>= 1
+        self.used = max(self.used, position + 1)
+
+    def draw(self, rng: np.random.Generator) -> int:
+        u = rng.random()
+        tree, size = self.tree, self.size
+        total = tree[1]
+        target = u * total
+        i, before = 1, 0.0
+        while i < size:
+            left = 2 * i
+            if target < before + tree[left]:
+                i = left
+            else:
+                before += tree[left]
+                i = left + 1
+        weight = tree[i]
+        margin = self.slack * total
+        if weight > 0 and target - before > margin and before + weight - target > margin:
+            return i - size
+        self.recomputed += 1
+        return self._exact(u)
+
+    def _exact(self, u: float) -> int:
+        """numpy's `choice` computation on the positive weights, with the uniform `u`."""
+        leaves = np.array(self.tree[self.size : self.size + self.used])
+        positions = np.flatnonzero(leaves > 0)
+        w = leaves[positions]
+        cdf = (w / w.sum()).cumsum()
+        cdf /= cdf[-1]
+        return int(positions[int(cdf.searchsorted(u, side="right"))])
+
+
 def _attach(nodes: list[_Node], parent: int, depth: int) -> None:
     nodes.append(_Node(parent=parent, depth=depth))
     nodes[parent].kids.append(len(nodes) - 1)
@@ -343,3 +481,19 @@ def _edges(nodes: list[_Node]) -> list[Edge]:
         finish = node.start + node.duration
         out.append(Edge(ids[i], node.source, node.destination, node.type, node.start, finish))
     return out
+
+
+def draw_window_contexts(
+    data: ProbabilisticBaseline | Iterable[CallGraph],
+    start: float,
+    end: float,
+    n: int,
+    include: Sequence[str] = (),
+    seed: int = 0,
+) -> list[WindowContext]:
+    """The contexts of `n` traces arriving in [start, end) (epoch seconds), each of `include`
+    among them, drawn from the data's counts (a fitted baseline, or graphs to fit one on). Same
+    contract as the context decoder: ConstraintError for a request no window can meet or an id
+    the data does not know."""
+    baseline = data if isinstance(data, ProbabilisticBaseline) else ProbabilisticBaseline.fit(data)
+    return baseline.window_contexts(WindowRequest(start, end, n, tuple(include)), seed)

@@ -26,8 +26,11 @@ ENCODINGS: dict[str, tuple[str, ...]] = {
     "tabular": ("common.lark", "tabular.lark"),
 }
 #: Grammars of tasks that are not graph encodings (not a `generate` format): the infilling
-#: prompt and answer (`tracegrammar.infill`).
-TASK_GRAMMARS: dict[str, tuple[str, ...]] = {"infill": ("common.lark", "infill.lark")}
+#: prompt and answer (`tracegrammar.infill`), a window's graph contexts (`tracegrammar.workloads`).
+TASK_GRAMMARS: dict[str, tuple[str, ...]] = {
+    "infill": ("common.lark", "infill.lark"),
+    "context": ("common.lark", "context.lark"),
+}
 
 _DEF_START = re.compile(r"^(?:[?!])?([A-Za-z_][A-Za-z0-9_]*)(?:\.\d+)?\s*:")
 

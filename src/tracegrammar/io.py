@@ -2,13 +2,16 @@
 
 A line is `{"service": "S_1", "edges": [{"rpc_id": "0", "source": "USER", "destination": "MS_1",
 "type": "http", "start": 0, "finish": 12}, ...]}`, optionally with extra keys (e.g. `"valid"`,
-`"violations"`, `"constraints"`) that readers ignore.
+`"violations"`, `"constraints"`) that readers ignore. A graph placed in time also has
+`"timestamp": "2025-03-01T12:00:00.000Z"` (its root call's start, ISO 8601 UTC, after "service");
+readers also take epoch seconds there.
 """
 
 from __future__ import annotations
 
 import errno
 import json
+import math
 import os
 import re
 import shutil
@@ -20,17 +23,45 @@ from pathlib import Path
 from typing import IO, Any
 
 from .errors import InputError, OutputPathError, TraceFormatError, os_error_message
+from .times import format_time, parse_time
 from .types import CallGraph, Edge
 
 EDGE_KEYS = ("rpc_id", "source", "destination", "type", "start", "finish")
 
 
 def graph_to_dict(graph: CallGraph, **extra: Any) -> dict[str, Any]:
-    return {
-        "service": graph.service,
-        "edges": [{k: getattr(e, k) for k in EDGE_KEYS} for e in graph.edges],
-        **extra,
-    }
+    """The JSON record of a graph; `timestamp` (ISO 8601 UTC) only when the graph has one."""
+    record: dict[str, Any] = {"service": graph.service}
+    if graph.timestamp is not None:
+        record["timestamp"] = format_time(graph.timestamp)
+    record["edges"] = [{k: getattr(e, k) for k in EDGE_KEYS} for e in graph.edges]
+    record.update(extra)
+    return record
+
+
+def timestamp_from_record(value: Any) -> float | None:
+    """A record's `timestamp`: ISO 8601 text (no zone: UTC) or epoch seconds; None when absent.
+    Anything else raises InputError naming the field and the value."""
+    if value is None:
+        return None
+    if isinstance(value, str) and value.strip().lower() != "now":
+        return parse_time(value, "timestamp")
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if number and math.isfinite(value) and value > 0:
+        return float(value)
+    raise InputError(
+        f"timestamp must be an ISO 8601 time or epoch seconds after 1970, got {value!r}"
+    )
+
+
+def stamp_record(record: dict[str, Any], base_epoch_ns: int | None) -> dict[str, Any]:
+    """The record with `timestamp` set to `base_epoch_ns` (after `service`, as `graph_to_dict`
+    writes it); the record itself when the base is None."""
+    if base_epoch_ns is None:
+        return record
+    stamp = format_time((base_epoch_ns // 1_000_000) / 1000)
+    rest = {k: v for k, v in record.items() if k not in ("service", "timestamp")}
+    return {"service": record.get("service"), "timestamp": stamp, **rest}
 
 
 def generation_record(generation: Any) -> dict[str, Any]:
@@ -74,9 +105,10 @@ def graph_from_dict(data: dict[str, Any], *, keep_missing: bool = False) -> Call
             )
             for e in data["edges"]
         )
-        return CallGraph(str(data["service"]), edges)
+        service, stamp = str(data["service"]), data.get("timestamp")
     except (KeyError, TypeError, ValueError) as exc:
         raise InputError(f"not a call graph record: {exc!r}") from None
+    return CallGraph(service, edges, timestamp_from_record(stamp))
 
 
 def read_jsonl(path: str | Path, *, keep_missing: bool = False) -> Iterator[CallGraph]:
@@ -234,6 +266,18 @@ def atomic_writer(
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_figure(fig: Any, path: str | Path, **savefig_kwargs: Any) -> Path:
+    """Save a matplotlib figure to `path` through `atomic_writer`: a failing render or a full
+    disk leaves neither a truncated picture nor a temporary file (a file already at `path` stays
+    as it was). The format is `format=` if given, else the suffix (png without one). The figure
+    is not closed (a pyplot figure: `plt.close(fig)` after)."""
+    target = Path(path)
+    fmt = savefig_kwargs.pop("format", None) or target.suffix[1:].lower() or "png"
+    with atomic_writer(target, "wb") as fh:
+        fig.savefig(fh, format=fmt, **savefig_kwargs)
+    return target
 
 
 def write_jsonl(graphs: Iterable[CallGraph | dict[str, Any]], path: str | Path) -> int:

@@ -774,3 +774,94 @@ def _planned_block_rule(d: Draft, i: int, name: str, planned: PlannedCall) -> Ru
                 ok |= IntSet.exactly(nsg)
         return Rule(code, ok, what)
     return None
+
+
+# ------------------------------------------------------------------------------------------------
+# windows of traffic: the graph contexts of a time window (coarse-to-fine, first paper)
+# ------------------------------------------------------------------------------------------------
+#
+# A window request is (start, end) in epoch seconds, a number of traces and service ids that must
+# appear. Its contexts are one line per trace: the arrival as integer ms from the window's start
+# (start <= arrival < end), the service, num_edges, depth and latency. The rules below answer,
+# line by line, which values each field may take so that any prefix they allow can still be
+# completed: the count is fixed by the grammar, arrivals are non-decreasing and inside the window,
+# the required ids not yet written always fit in the lines left, and every shape is feasible.
+
+#: Upper bound on a context's latency (ms): ten minutes, far above any trace in the samples.
+MAX_CONTEXT_LATENCY = 600_000
+
+
+def window_length_ms(start: float, end: float) -> int:
+    """How many integer ms offsets a window holds: offset t is inside when start + t/1000 < end."""
+    span = (end - start) * 1000
+    whole = int(span)
+    return whole if whole == span else whole + 1
+
+
+def window_problem(
+    start: float,
+    end: float,
+    num_traces: int,
+    include: Collection[str] = (),
+    known: Collection[str] | None = None,
+) -> tuple[str, str] | None:
+    """(field, reason) when no window of contexts can meet the request; None when one can.
+    Fields: `end`, `num_traces`, `include`. `known`: the services contexts may use (None: any)."""
+    if end <= start:
+        return "end", f"end must be after start, got start={start!r} and end={end!r} (epoch s)"
+    if isinstance(num_traces, bool) or not isinstance(num_traces, int) or num_traces < 1:
+        return "num_traces", f"num_traces must be an integer >= 1, got {num_traces!r}"
+    wanted = list(dict.fromkeys(include))
+    if len(wanted) > num_traces:
+        return (
+            "include",
+            f"{len(wanted)} required service ids do not fit in num_traces={num_traces}",
+        )
+    if known is not None:
+        unknown = [s for s in wanted if s not in known]
+        if unknown:
+            return "include", f"unknown service id {unknown[0]!r} (not in the known services)"
+    return None
+
+
+def arrival_range(previous: int, length_ms: int) -> IntSet:
+    """The arrival offset (ms from the window start) of the next line: not before the previous
+    line's, inside the window."""
+    return IntSet.range(max(previous, 0), length_ms - 1)
+
+
+def missing_services(include: Iterable[str], written: Iterable[str]) -> list[str]:
+    """Required ids not written yet, in request order."""
+    seen = set(written)
+    return [s for s in dict.fromkeys(include) if s not in seen]
+
+
+def context_services(
+    include: Iterable[str],
+    written: Iterable[str],
+    lines_left: int,
+    known: Collection[str] | None = None,
+) -> frozenset[str] | None:
+    """Services the next line may name, `lines_left` counting it: any known one while the
+    required ids still fit in the lines after it, else only a missing required id. None: any."""
+    missing = missing_services(include, written)
+    if missing and len(missing) >= lines_left:
+        return frozenset(missing)
+    return frozenset(known) if known is not None else None
+
+
+def context_edges_range(max_edges: int, max_depth: int = UNBOUNDED) -> IntSet:
+    """num_edges of a context: one call when the service's graphs cannot go below the root."""
+    return IntSet.exactly(1) if max_depth <= 1 else IntSet.range(1, max_edges)
+
+
+def context_depth_range(num_edges: int, max_depth: int = UNBOUNDED) -> IntSet:
+    """depth of a context with `num_edges` calls: the feasible ones (`feasible_shape`), at most
+    `max_depth` (how deep the known calls go)."""
+    if num_edges == 1:
+        return IntSet.exactly(1)
+    return IntSet.range(2, min(num_edges, max_depth))
+
+
+def context_latency_range() -> IntSet:
+    return IntSet.range(0, MAX_CONTEXT_LATENCY)

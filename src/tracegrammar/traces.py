@@ -15,6 +15,8 @@ Cleaning (each step counted in the `LoadReport`, by reason):
   from USER); one with several roots is dropped as disconnected;
 - siblings are renumbered 1, 2, ... when ids have gaps; times become integer ms from the trace's
   first call (negative response times, a v2021 convention, are read as their magnitude);
+  that first call's CSV `timestamp` becomes the graph's `timestamp` (epoch seconds UTC, see
+  "Absolute times" below; TraceLLM's text has no clock, its graphs have none);
 - a trace whose calls break time nesting (child outside its parent's interval) is dropped;
 - anything else the oracle rejects is dropped with the oracle's error code.
 
@@ -24,6 +26,14 @@ unknown after the filling above (a leaf is kept, not removed), and traces with e
 call between two known layers (the calls below one absent id whose own parent is there): that
 call is put back with its source and (from its children) destination, its type and times unknown.
 Such graphs skip the oracle (it cannot read unknown values) and are counted as `incomplete_graph`.
+
+Absolute times. The CSV `timestamp` column is ms. In the Alibaba v2022 and v2021 samples it is ms
+since the start of the trace collection (v2022: 0 to ~27.2M ms in the Casper sample, the first
+hour 0-180k ms in the rpc sample); Alibaba does not publish the collection's calendar start, so
+such offsets are anchored at 2024-01-01T00:00:00Z (`times.DEFAULT_ANCHOR`, where exports place
+graphs without a time): a graph keeps its real offset within the collection, and graphs of one
+window keep their real spacing. Values >= 1e11 (after 1973-03-03) are epoch ms, as our own CSV
+export writes, so exported graphs load back at the same time.
 """
 
 from __future__ import annotations
@@ -44,6 +54,7 @@ from typing import IO
 
 from .constraints import SERVICE_RE, normalise_name, normalise_service
 from .errors import InputError, TraceFormatError
+from .times import trace_time
 from .types import CALL_TYPES, ROOT_ID, USER, CallGraph, Edge, rpc_parent
 
 UNKNOWN_NAMES = frozenset({"", "UNKNOWN", "UNAVAILABLE", "(?)", "NAN", "NONE", "NULL"})
@@ -185,9 +196,12 @@ def _load_file(
             traces: Iterable[tuple[str, str, list[RawCall], bool]] = _tracellm(lines, first, report)
         else:
             traces = _csv_traces(path, lines, first, report, idle_rows)
+        stamp = not first.startswith("[GENERATE GRAPH]")  # TraceLLM's text has no clock
         for service, _tid, calls, is_v2021 in traces:
             report.traces += 1
-            graph = clean_trace(service, calls, report, abs_rt=is_v2021, keep_incomplete=keep)
+            graph = clean_trace(
+                service, calls, report, abs_rt=is_v2021, keep_incomplete=keep, timestamps=stamp
+            )
             if graph is not None:
                 yield graph
 
@@ -374,10 +388,14 @@ def clean_trace(
     *,
     abs_rt: bool = False,
     keep_incomplete: bool = False,
+    timestamps: bool = False,
 ) -> CallGraph | None:
     """Turn one trace's raw calls into a valid CallGraph, or count why it was dropped; with
-    `keep_incomplete`, an incomplete one is kept with its unknown values None."""
-    reason = _clean(service, calls, report, abs_rt, keep_incomplete)
+    `keep_incomplete`, an incomplete one is kept with its unknown values None. With `timestamps`
+    the calls' times are a trace file's ms timestamps and the graph gets its `timestamp`: its
+    first call's time (`times.trace_time`: epoch ms, or ms since the start of the collection
+    anchored at 2024-01-01T00:00:00Z)."""
+    reason = _clean(service, calls, report, abs_rt, keep_incomplete, timestamps)
     if isinstance(reason, str):
         report.dropped[reason] += 1
         return None
@@ -394,7 +412,12 @@ def clean_trace(
 
 
 def _clean(
-    service: str, calls: list[RawCall], report: LoadReport, abs_rt: bool, keep: bool = False
+    service: str,
+    calls: list[RawCall],
+    report: LoadReport,
+    abs_rt: bool,
+    keep: bool = False,
+    stamp: bool = False,
 ) -> CallGraph | str:
     if not SERVICE_RE.fullmatch(service):
         return "bad_service"
@@ -430,7 +453,7 @@ def _clean(
             edges.append(Edge(rid, c.um, c.dm, c.type, start, finish))  # type: ignore[arg-type]
         else:
             edges.append(Edge(rid, c.um or "", c.dm or "", c.type or "", start, finish))
-    graph = CallGraph(service, tuple(edges))
+    graph = CallGraph(service, tuple(edges), trace_time(t0) if stamp else None)
     if not _times_nest(graph):
         return "inconsistent_times"
     return graph

@@ -68,10 +68,15 @@ class CallGraph:
     The graph attributes (`num_edges`, `depth`, `latency`) are derived from the edges, so they can
     never disagree with them. A CallGraph may be invalid (it is what the oracle checks); use
     `tracegrammar.check` to find out.
+
+    `timestamp` is when the root call started: epoch seconds UTC (`tracegrammar.times`), or None
+    for a graph with no place in time (times are then only relative to the root). It is not part
+    of equality or hashing: the same calls at another time are the same graph.
     """
 
     service: str
     edges: tuple[Edge, ...]
+    timestamp: float | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         ordered = tuple(sorted(self.edges, key=_edge_key))
@@ -127,6 +132,8 @@ class CallGraph:
         import networkx as nx
 
         g = nx.DiGraph(service=self.service)
+        if self.timestamp is not None:
+            g.graph["timestamp"] = self.timestamp
         for e in self.edges:
             g.add_node(
                 e.rpc_id,
@@ -154,7 +161,7 @@ class CallGraph:
             )
             for node, data in g.nodes(data=True)
         ]
-        return cls(service=g.graph["service"], edges=tuple(edges))
+        return cls(g.graph["service"], tuple(edges), g.graph.get("timestamp"))
 
     def service_graph(self) -> nx.MultiDiGraph:
         """Microservices as nodes, one arc per call (what degree metrics are computed on)."""

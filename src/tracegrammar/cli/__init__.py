@@ -1,6 +1,6 @@
 """`tracegrammar` command line: the parser, `main`, and how failures are reported.
 
-One module per command (`data`, `generate`, `infill`, `train`, `eval` (+ `baseline`), `export` (+ `draw`),
+One module per command (`data`, `generate`, `infill`, `workload`, `train`, `eval` (+ `baseline`), `export` (+ `draw`),
 `bench`), shared helpers in `common`; a new command is a new module here and one line in
 `COMMANDS`. The library never imports argparse: commands turn flags into plain arguments.
 
@@ -28,6 +28,12 @@ COMMANDS: tuple[tuple[str, str, str, str], ...] = (
     ("data", "inspect real traces", "data", "register_data"),
     ("generate", "generate call graphs (constrained by default)", "generate", "register_generate"),
     ("infill", "fill the missing values of incomplete graphs", "infill", "register_infill"),
+    (
+        "workload",
+        "a window of traffic: its graph contexts, then each graph",
+        "workload",
+        "register_workload",
+    ),
     ("train", "LoRA fine-tuning on layer samples", "train", "register_train"),
     ("eval", "fidelity metrics of synthetic graphs against real ones", "eval", "register_eval"),
     ("baseline", "fit the probabilistic baseline and sample from it", "eval", "register_baseline"),
@@ -83,14 +89,20 @@ def version() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    from .common import Parser
+
+    p = Parser(
         prog="tracegrammar",
         description="Synthetic microservice call graphs from a grammar-constrained LLM.",
     )
     p.add_argument("--version", action="version", version=f"tracegrammar {version()}")
-    sub = p.add_subparsers(metavar="COMMAND")
+    sub = p.add_subparsers(
+        metavar="COMMAND", required=True, help="the command to run (COMMAND --help: its flags)"
+    )
     for name, help_text, module, register in COMMANDS:
         getattr(import_module(f"{__name__}.{module}"), register)(
-            sub.add_parser(name, help=help_text)
+            sub.add_parser(
+                name, help=help_text, description=help_text[:1].upper() + help_text[1:] + "."
+            )
         )
     return p

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import OutputPathError
-from ..io import atomic_writer, check_output_writable, graph_from_dict
+from ..io import atomic_writer, check_output_writable, graph_from_dict, stamp_record
 from .plan import Shard, chunk_seed
 from .worker import ShardResult
 
@@ -139,19 +139,26 @@ def read_records(folder: str | Path) -> Iterator[dict[str, Any]]:
                 yield json.loads(line)
 
 
-def write_merged(folder: str | Path, target: str | Path, fmt: str = "jsonl") -> int:
+def write_merged(
+    folder: str | Path,
+    target: str | Path,
+    fmt: str = "jsonl",
+    *,
+    base_epoch_ns: int | None = None,
+) -> int:
     """The job's graphs in one file, as single-process `generate` writes it: JSON Lines keep
     every record (the invalid ones too); the other formats hold the valid graphs. Returns the
-    number of records (jsonl) or graphs written."""
+    number of records (jsonl) or graphs written. `base_epoch_ns` (`--start`): as `generate`."""
     if fmt == "jsonl":
         count = 0
         with atomic_writer(target) as fh:
             for record in read_records(folder):
+                record = stamp_record(record, base_epoch_ns)
                 fh.write(json.dumps(record, separators=(",", ":")) + "\n")
                 count += 1
         return count
     from .. import exports
 
     graphs = [graph_from_dict(r) for r in read_records(folder) if r.get("valid")]
-    exports.write(graphs, target, fmt)
+    exports.write(graphs, target, fmt, base_epoch_ns=base_epoch_ns)
     return len(graphs)

@@ -4,6 +4,7 @@ OTLP receiver), through the OpenTelemetry SDK's own OTLP exporters (HTTP/protobu
 Spans are those of every file export (`_spans`: ids, parents, kinds, attributes); only their
 times move: trace i's root starts at `start` plus its arrival offset (i / rate, or offsets the
 caller gives, e.g. a workload's arrival times), and every call keeps its offset from the root.
+A graph's own `timestamp` is not read here: pass its offset from the first in `offsets`.
 Sending follows the same schedule: trace i leaves when it is due, traces already due leave
 together in one export. The exporters retry transient failures within their `timeout`; a batch
 that still fails is exported again up to `retries` times, then counted as failed. Nothing is
@@ -26,6 +27,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from ..errors import InputError, MissingExtraError, SendError
+from ..times import parse_datetime
 from ..types import CallGraph
 from ._spans import Span, spans, tags
 
@@ -46,22 +48,9 @@ def parse_rate(text: str) -> float:
 
 
 def parse_start(text: str | datetime) -> int:
-    """Epoch ns of `now` or of an ISO 8601 time (no zone: UTC)."""
-    if isinstance(text, datetime):
-        when = text
-    elif text.strip().lower() == "now":
-        return time.time_ns()
-    else:
-        try:
-            when = datetime.fromisoformat(text.strip())
-        except ValueError:
-            raise InputError(f"start must be 'now' or an ISO 8601 time, got {text!r}") from None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    ns = int(when.timestamp()) * 1_000_000_000 + when.microsecond * 1_000
-    if ns <= 0:
-        raise InputError(f"start must be after 1970-01-01, got {text!r}")
-    return ns
+    """Epoch ns of `now` or of an ISO 8601 time (no zone: UTC); `tracegrammar.times` parses."""
+    delta = parse_datetime(text, "start") - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
 
 
 class Schedule:
@@ -215,12 +204,9 @@ def _plan(
     if not graphs:
         raise InputError("no graphs to send")
     per_s = parse_rate(rate) if isinstance(rate, str) else rate
-    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-        raise InputError(f"retries must be an integer >= 0, got {retries!r}")
-    if duration is not None and not (math.isfinite(duration) and duration > 0):
-        raise InputError(f"duration must be a number of seconds > 0, got {duration}")
-    if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 1):
-        raise InputError(f"count must be an integer >= 1, got {count!r}")
+    check_retries(retries)
+    check_duration(duration)
+    check_count(count)
     if count is None:
         count = len(graphs) if offsets is None else len(offsets)
         if duration is not None and offsets is None:  # as many as fit in the duration
@@ -230,13 +216,41 @@ def _plan(
     return _Plan(per_s, count)
 
 
-def make_exporter(endpoint: str, protocol: str = "http", timeout: float = 10.0) -> Any:
-    """The SDK's OTLP span exporter for `endpoint` (only http, https or grpc URLs)."""
+def check_retries(retries: int) -> None:
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise InputError(f"retries must be an integer >= 0, got {retries!r}")
+
+
+def check_duration(duration: float | None) -> None:
+    if duration is not None and not (math.isfinite(duration) and duration > 0):
+        raise InputError(f"duration must be a finite number of seconds > 0, got {duration}")
+
+
+def check_count(count: int | None) -> None:
+    if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 1):
+        raise InputError(f"count must be an integer >= 1, got {count!r}")
+
+
+def check_timeout(timeout: float) -> None:
+    if isinstance(timeout, bool) or not (
+        isinstance(timeout, int | float) and math.isfinite(timeout) and timeout > 0
+    ):
+        raise InputError(f"timeout must be a finite number of seconds > 0, got {timeout}")
+
+
+def check_endpoint(endpoint: str, protocol: str = "http") -> None:
     parsed = urlparse(endpoint)
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
         raise InputError(f"endpoint must be an http:// or https:// URL, got {endpoint!r}")
     if protocol not in PROTOCOLS:
         raise InputError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+
+
+def make_exporter(endpoint: str, protocol: str = "http", timeout: float = 10.0) -> Any:
+    """The SDK's OTLP span exporter for `endpoint` (only http, https or grpc URLs)."""
+    check_endpoint(endpoint, protocol)
+    check_timeout(timeout)
+    parsed = urlparse(endpoint)
     try:
         if protocol == "http":
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
