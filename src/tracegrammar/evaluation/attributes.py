@@ -170,14 +170,24 @@ def run_attributes(opts: AttributeOptions, label: str) -> int:
     out = Path(opts.out)
     records, previous = _resume(out, opts, label)
     done = {(r["temperature"], r["mode"]) for r in records}
-    skipped: list[str] = []
+    command = " ".join(["tracegrammar", *sys.argv[1:]]) if sys.argv else ""
+    meta: dict[str, Any] = {
+        "model": label,
+        "options": asdict(opts),
+        "prompts": len(prompts),
+        "validation_graphs": len(split.validation),
+        "machine": machine(),
+        "skipped": [],
+        "runs": list(previous.get("runs", [])),
+        "commands": [*_commands(previous), command],
+    }
     started = time.time()
     for temperature in opts.temperatures:
         for mode in opts.modes:
             if (temperature, mode) in done:
                 continue
             if opts.time_limit and time.time() - started > opts.time_limit:
-                skipped.append(f"T={temperature} {mode}")
+                meta["skipped"].append(f"T={temperature} {mode}")
                 continue
             t1 = time.time()
             run = run_generation(
@@ -194,24 +204,29 @@ def run_attributes(opts: AttributeOptions, label: str) -> int:
             for (name, _), gen in zip(prompts, run.generations, strict=True):
                 rec = judge(gen, name, reference)
                 records.append({**rec, "mode": mode, "temperature": temperature})
+            meta["runs"].append(
+                {"temperature": temperature, "mode": mode, "seconds": round(seconds)}
+            )
             print(
                 f"bench attributes: T={temperature} {mode}: {len(prompts)} graphs in "
                 f"{seconds:.0f} s",
                 file=sys.stderr,
                 flush=True,
             )
-    temps = sorted({r["temperature"] for r in records} | set(opts.temperatures))
-    command = " ".join(["tracegrammar", *sys.argv[1:]]) if sys.argv else ""
+            meta["seconds"] = round(time.time() - t0 + previous.get("seconds", 0), 1)
+            _write(out, meta, records)  # after every run: a stopped bench keeps what it did
+    meta["seconds"] = round(time.time() - t0 + previous.get("seconds", 0), 1)
+    _write(out, meta, records)
+    print(f"bench attributes: {len(records)} graphs -> {out / 'summary.md'}")
+    return 0
+
+
+def _write(out: Path, meta: dict[str, Any], records: list[dict[str, Any]]) -> None:
+    temps = sorted({r["temperature"] for r in records} | set(meta["options"]["temperatures"]))
     meta = {
-        "model": label,
-        "options": {**asdict(opts), "temperatures": temps},
-        "prompts": len(prompts),
-        "validation_graphs": len(split.validation),
-        "machine": machine(),
+        **meta,
+        "options": {**meta["options"], "temperatures": temps},
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "seconds": round(time.time() - t0 + previous.get("seconds", 0), 1),
-        "skipped": skipped,
-        "commands": [*_commands(previous), command],
     }
     summary = summarize(records)
     out.mkdir(parents=True, exist_ok=True)
@@ -222,8 +237,6 @@ def run_attributes(opts: AttributeOptions, label: str) -> int:
         json.dump({**meta, "summary": summary}, fh, indent=1)
     with atomic_writer(out / "summary.md") as fh:
         fh.write(render_summary(meta, summary))
-    print(f"bench attributes: {len(records)} graphs -> {out / 'summary.md'}")
-    return 0
 
 
 #: Options that must match for a rerun to resume (they fix the prompts and the model).
@@ -296,6 +309,9 @@ def render_summary(meta: dict[str, Any], summary: dict[str, dict[str, dict[str, 
     ]
     if meta["skipped"]:
         lines += [f"Not run (time limit): {', '.join(meta['skipped'])}.", ""]
+    if meta.get("runs"):
+        took = ", ".join(f"T={r['temperature']} {r['mode']} {r['seconds']} s" for r in meta["runs"])
+        lines += [f"Wall time of each batched run ({meta['prompts']} graphs): {took}.", ""]
     columns = ["attribute", *(f"T={t}" for t in temps), "paper"]
     rows = []
     for name, cells in summary.items():
