@@ -182,3 +182,54 @@ def test_without_a_plan_the_random_writer_misses_attributes():
         g = write_graph(c.service, num, depth, 100, scope, None, rng)
         misses += bool(check_attributes(g, c, REF))
     assert misses > 10
+
+
+# ------------------------------------------------------------------------------------------------
+# instruction phrases
+# ------------------------------------------------------------------------------------------------
+
+
+def test_request_line_round_trips_and_parses_inside_a_layer():
+    from tracegrammar.encode import parse_layer_text, parse_request, render_layer, render_request
+    from tracegrammar.layers import decompose
+
+    line = render_request(18, [(USER, "MS_1", "http"), ("MS_5", "MS_3", "db")], True)
+    assert line == (
+        "requested: latency(ms) >= 18, include calls USER -> MS_1 (http) and MS_5 -> MS_3 "
+        "(db), at least one uncommon call\n"
+    )
+    assert parse_request(line) == {
+        "min_latency": 18,
+        "include_calls": ((USER, "MS_1", "http"), ("MS_5", "MS_3", "db")),
+        "uncommon_call": True,
+    }
+    assert render_request() == ""
+    layer = decompose(_s1(0))[0]
+    text = render_layer(layer, "layer_instruct")
+    cut = text.index("<edges>")
+    parsed = parse_layer_text(text[:cut] + line + text[cut:], "layer_instruct")
+    assert parsed.to_layer() == layer
+
+
+def test_training_states_only_attributes_the_graph_has():
+    from tracegrammar.encode import parse_request
+    from tracegrammar.training.datasets import build_samples
+
+    graphs = [_s1(i) for i in range(20)] * 10
+    samples = build_samples(graphs, "layer_instruct", seed=3)
+    by_key = {}
+    for g in graphs:
+        from tracegrammar.traces import graph_hash
+
+        by_key[graph_hash(g)] = g
+    stated = [s for s in samples if "\nrequested: " in s.prompt]
+    assert 10 <= len(stated) <= 90  # about REQUEST_PROB of the 200 root samples
+    assert not any("requested:" in s.prompt for s in build_samples(graphs, "layer"))
+    for s in stated:
+        g = by_key[s.graph_key]
+        asked = parse_request(s.prompt[s.prompt.index("requested: ") :])
+        calls = {(e.source, e.destination, e.type) for e in g.edges}
+        assert set(asked.get("include_calls", ())) <= calls
+        assert g.latency >= asked.get("min_latency", 0)
+        if asked.get("uncommon_call"):
+            assert calls & TOY.uncommon_calls("S_1")

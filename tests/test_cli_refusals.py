@@ -41,6 +41,10 @@ def _cases(tmp: Path) -> list[tuple[list[str], list[str]]]:
     (tmp / "link.jsonl").symlink_to(tmp / "victim")
     (tmp / "huge.yaml").write_text("- {service: S_1, n: 100000000000}\n")
     (tmp / "wide.yaml").write_text(f"- {{service: S_1, num_edges: {MAX_NUM_EDGES + 1}}}\n")
+    (tmp / "calls.yaml").write_text(
+        "- {service: S_1823467, include_calls: ['MS_51779,MS_1860,rpc', 'MS_1,MS_2,rpc']}\n"
+    )
+    (tmp / "typo.yaml").write_text("- {service: S_1, include_calls: ['MS_1,MS_2,grpc']}\n")
     data = tmp / "t.csv"
     data.write_text(
         "traceid,timestamp,service,rpc_id,um,dm,rpctype,rt\nT1,0,S_1,0,USER,MS_1,http,5\n"
@@ -73,6 +77,46 @@ def _cases(tmp: Path) -> list[tuple[list[str], list[str]]]:
         ([*gen, "--model", str(tmp / "nomodel")], ["--model", "nomodel"]),
         ([*gen, "--adapter", str(tmp)], ["--adapter", str(tmp)]),
         ([*gen, "--semantic", str(tmp / "missing")], [str(tmp / "missing")]),
+        # requested attributes: malformed, or impossible under the adapter's reference
+        ([*gen, "--include-call", "MS_1,MS_2"], ["--include-call", "'MS_1,MS_2'"]),
+        ([*gen, "--include-call", "MS_1,MS_2,grpc"], ["--include-call", "'grpc'"]),
+        (
+            [*gen, "--include-call", "MS_1,MS_2,rpc", "--include-call", "MS_1,MS_02,rpc"],
+            ["--include-call", "listed twice"],
+        ),
+        (
+            ["generate", "--service", "S_1823467", "--include-call", "MS_1,MS_2,rpc", "--out", out],
+            ["--include-call", "MS_1,MS_2,rpc", "never seen for S_1823467"],
+        ),
+        (
+            [
+                "generate",
+                "--service",
+                "S_1823467",
+                "--high-latency",
+                "--latency",
+                "1",
+                "--out",
+                out,
+            ],
+            ["--latency", "latency=1", "90th percentile"],
+        ),
+        (
+            ["generate", "--service", "S_1", "--uncommon-call", "--out", out],
+            ["--service", "S_1"],  # not in the training data: no statistics to judge by
+        ),
+        (
+            [*gen[:2], "S_1823467", "--high-latency", "--encoding", "tabular", *gen[3:]],
+            ["--encoding", "tabular"],
+        ),
+        (
+            ["generate", "--requests", str(tmp / "calls.yaml"), "--out", out],
+            ["calls.yaml", "request 0", "MS_1,MS_2,rpc"],
+        ),
+        (
+            ["generate", "--requests", str(tmp / "typo.yaml"), "--out", out],
+            ["typo.yaml", "request 0", "'grpc'"],
+        ),
         ([*train, "--epochs", "inf"], ["epochs", "inf"]),
         ([*train, "--device", "tpu"], ["device", "tpu"]),
         ([*train, "--lr", "nan"], ["lr", "nan"]),
@@ -80,6 +124,9 @@ def _cases(tmp: Path) -> list[tuple[list[str], list[str]]]:
         ([*base, "-n", "0"], ["-n", "got 0"]),
         ([*base, "--num-edges", e_big], ["--num-edges", e_big]),
         ([*base[:-1], str(tmp / "fifo")], [str(tmp / "fifo")]),
+        (["bench", "attributes", "--n", "0"], ["--n", "got 0"]),
+        (["bench", "attributes", "--attributes", "slow"], ["--attributes", "'slow'"]),
+        (["bench", "attributes", "--data", str(tmp / "nodata")], ["--data", "nodata"]),
         (["infill", str(tmp / "none.jsonl"), "--out", out], ["none.jsonl"]),
         (["infill", str(data), "--out", out, "--max-parts", "0"], ["--max-parts", "0"]),
         (["infill", str(data), "--out", out], ["t.csv", "graph 1", "no missing field"]),

@@ -61,3 +61,18 @@ def test_flags_must_be_booleans(name):
     with pytest.raises(ConstraintError, match=f"{name} must be true or false") as info:
         Constraints("S_1", **{name: 1})
     assert info.value.field == name
+
+
+def test_requests_file_reads_the_attributes(tmp_path):
+    from tracegrammar.cli.generate import _requests_file
+
+    path = tmp_path / "r.yaml"
+    path.write_text(
+        "- {service: S_1, high_latency: true, n: 3}\n"
+        "- {service: S_1, include_calls: ['USER,MS_1,http', [MS_1, MS_2, rpc]], "
+        "uncommon_call: true}\n"
+    )
+    (a, n), (b, _) = _requests_file(path, 1)
+    assert n == 3 and a == Constraints("S_1", high_latency=True)
+    assert b.include_calls == (("USER", "MS_1", "http"), ("MS_1", "MS_2", "rpc"))
+    assert b.uncommon_call

@@ -181,6 +181,10 @@ def _with_uncommon(
     chains: list[tuple[Call, list[Call]]],
 ) -> AttributePlan:
     uncommon = reference.uncommon_calls(c.service, UNCOMMON_SHARE)
+    if not reference.service_graphs(c.service):
+        raise ConstraintError(
+            f"uncommon_call: service {c.service} has no graphs in the reference set", "service"
+        )
     if not uncommon:
         raise ConstraintError(
             f"uncommon_call: no call of {c.service} is in under {UNCOMMON_SHARE:.0%} of its "
@@ -324,3 +328,26 @@ def _check_shape(
             )
     elif c.depth is not None and plan.min_edges(c.depth, scope) is None:
         raise ConstraintError(f"{what} does not fit depth={c.depth}", field)
+
+
+def attribute_plans(
+    requests: Sequence[Constraints], reference: Reference | None, fmt: str = "layer"
+) -> list[AttributePlan | None]:
+    """Each request's plan of requested attributes (None: none requested); ConstraintError
+    naming the field and the value when one cannot be met. Before any layer is written."""
+    plans: list[AttributePlan | None] = []
+    cache: dict[Constraints, AttributePlan] = {}  # n copies of one request: planned once
+    for c in requests:
+        if not c.has_attributes:
+            plans.append(None)
+            continue
+        if fmt == "tabular":
+            raise ConstraintError(
+                "requested attributes (high_latency, include_calls, uncommon_call) need a layer "
+                "format: the tabular format writes a graph in one output and cannot force them",
+                "format",
+            )
+        if c not in cache:
+            cache[c] = plan_request(c, reference)
+        plans.append(cache[c])
+    return plans

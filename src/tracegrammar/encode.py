@@ -97,6 +97,44 @@ def render_layers(layers: Iterable[Layer], fmt: str = "layer") -> str:
     return "\n\n".join(render_layer(layer, fmt) for layer in layers) + "\n"
 
 
+def render_request(
+    min_latency: int | None = None,
+    include_calls: Sequence[tuple[str, str, str]] = (),
+    uncommon_call: bool = False,
+) -> str:
+    """The requested attributes in words, the line that ends an instruction root prompt
+    (grammars/layer_instruct.lark `request`); empty when nothing is requested."""
+    items = []
+    if min_latency is not None:
+        items.append(f"latency(ms) >= {min_latency}")
+    if include_calls:
+        calls = " and ".join(f"{s} -> {d} ({t})" for s, d, t in include_calls)
+        items.append(f"include calls {calls}")
+    if uncommon_call:
+        items.append("at least one uncommon call")
+    return f"requested: {', '.join(items)}\n" if items else ""
+
+
+def parse_request(text: str) -> dict[str, object]:
+    """`render_request`'s line back to {min_latency?, include_calls?, uncommon_call?}."""
+    tree = _parse("layer_instruct", text, start="request")
+    return _request_values(tree)
+
+
+def _request_values(tree: object) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for item in tree.children:  # type: ignore[attr-defined]
+        if item.data == "r_high_latency":
+            out["min_latency"] = item.children[0]
+        elif item.data == "r_include_calls":
+            out["include_calls"] = tuple(
+                (c.children[0], str(c.children[1]), str(c.children[2])) for c in item.children
+            )
+        else:
+            out["uncommon_call"] = True
+    return out
+
+
 def render_graph_prompt(attributes: dict[str, str | int]) -> str:
     return render_conditions(attributes, tag="<graph")
 
@@ -216,7 +254,7 @@ def parse_layer_text(text: str, fmt: str = "layer") -> ParsedLayer:
     _check_layer_format(fmt)
     tree = _parse(fmt, text)
     prompt, output = tree.children
-    conditions = _named_pairs(prompt.children, len("c_"))
+    conditions = _named_pairs([c for c in prompt.children if c.data.startswith("c_")], len("c_"))
     p_edges, p_scratch, p_subgraphs = output.children
     scratch = p_scratch.children[0] if p_scratch.children else None
     return ParsedLayer(

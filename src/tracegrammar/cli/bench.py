@@ -1,5 +1,6 @@
-"""`tracegrammar bench validity` and `tracegrammar bench fidelity`: the flags, their checks, and
-the frozen options the benchmarks run on (`evaluation.validity`, `evaluation.fidelity`)."""
+"""`tracegrammar bench validity`, `fidelity`, `infill` and `attributes`: the flags, their checks,
+and the frozen options the benchmarks run on (`evaluation.validity`, `evaluation.fidelity`,
+`evaluation.infill`, `evaluation.attributes`)."""
 
 from __future__ import annotations
 
@@ -33,6 +34,80 @@ def register_bench(p: argparse.ArgumentParser) -> None:
     register_infill_bench(
         sub.add_parser("infill", help="infilling accuracy against the masked truth")
     )
+    register_attributes_bench(
+        sub.add_parser(
+            "attributes", help="instruction accuracy of requested attributes over temperatures"
+        )
+    )
+
+
+# ------------------------------------------------------------------------------------------------
+# bench attributes
+# ------------------------------------------------------------------------------------------------
+
+
+def register_attributes_bench(p: argparse.ArgumentParser) -> None:
+    from ..evaluation.attributes import ATTRIBUTES, MODES, AttributeOptions
+
+    d = AttributeOptions()
+    p.add_argument("--data", default=d.data, help=f"real traces (default {d.data})")
+    p.add_argument("--n", type=int, default=d.n, help=f"prompts per attribute (default {d.n})")
+    p.add_argument(
+        "--temperatures", type=comma_floats, default=list(d.temperatures),
+        help="comma-separated (default 0.2,0.5,0.8,1.0)",
+    )  # fmt: skip
+    p.add_argument(
+        "--modes", type=comma_list, default=list(MODES),
+        help=f"comma-separated (default {','.join(MODES)})",
+    )  # fmt: skip
+    p.add_argument(
+        "--attributes", type=comma_list, default=list(ATTRIBUTES),
+        help=f"comma-separated (default {','.join(ATTRIBUTES)})",
+    )  # fmt: skip
+    p.add_argument(
+        "--encoding", default=d.encoding,
+        help=f"layer or layer_instruct (default {d.encoding}: the prompt states the request)",
+    )  # fmt: skip
+    p.add_argument(
+        "--max-edges", type=int, default=d.max_edges,
+        help=f"prompts from validation graphs with at most this many calls ({d.max_edges})",
+    )  # fmt: skip
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument(
+        "--time-limit", type=float, default=0,
+        help="seconds after which no new (temperature, mode) run starts (0: none)",
+    )  # fmt: skip
+    p.add_argument("--out", default=d.out, help=f"output folder (default {d.out})")
+    p.add_argument("--model", help="base model directory (default: embedded SmolLM2)")
+    p.add_argument("--adapter", help="LoRA adapter (default: shipped; 'none' for the bare base)")
+    p.set_defaults(func=cmd_attributes_bench)
+
+
+def cmd_attributes_bench(args: argparse.Namespace) -> int:
+    from ..errors import InputError
+    from ..evaluation.attributes import AttributeOptions, check_options, run_attributes
+    from .common import check_model_flags
+
+    check_model_flags(args.model, args.adapter)
+    opts = AttributeOptions(
+        data=args.data,
+        out=args.out,
+        n=args.n,
+        temperatures=tuple(args.temperatures),
+        modes=tuple(args.modes),
+        attributes=tuple(args.attributes),
+        encoding=args.encoding,
+        max_edges=args.max_edges,
+        seed=args.seed,
+        time_limit=args.time_limit,
+        model=args.model,
+        adapter=resolve_adapter(args.adapter),
+    )
+    try:
+        check_options(opts)
+    except InputError as exc:
+        raise UsageError(str(exc)) from None
+    return run_attributes(opts, model_label(opts.model, opts.adapter))
 
 
 # ------------------------------------------------------------------------------------------------

@@ -89,16 +89,39 @@ def check_model_flags(model: str | None, adapter: str | None) -> None:
 
 
 def flag_name(field: str | None) -> str:
-    """The flag a `Constraints` field is given with (`num_edges` -> `--num-edges`, `n` -> `-n`)."""
-    return "-n" if field == "n" else f"--{(field or 'service').replace('_', '-')}"
+    """The flag a `Constraints` field is given with (`num_edges` -> `--num-edges`, `n` -> `-n`,
+    `include_calls` -> `--include-call`, given once per call)."""
+    if field == "n":
+        return "-n"
+    if field == "include_calls":
+        return "--include-call"
+    if field == "format":
+        return "--encoding"
+    return f"--{(field or 'service').replace('_', '-')}"
 
 
 def constraints_from_flags(
-    service: str | None, num_edges: int | None, depth: int | None, latency: int | None, n: int
+    service: str | None,
+    num_edges: int | None,
+    depth: int | None,
+    latency: int | None,
+    n: int,
+    *,
+    high_latency: bool = False,
+    include_calls: Sequence[str] = (),
+    uncommon_call: bool = False,
 ) -> Constraints:
     """One request from flags, within the documented limits; an error names the flag."""
     try:
-        c = Constraints(service, num_edges, depth, latency)  # type: ignore[arg-type]
+        c = Constraints(
+            service,  # type: ignore[arg-type]
+            num_edges,
+            depth,
+            latency,
+            high_latency=high_latency,
+            include_calls=tuple(include_calls),  # type: ignore[arg-type]
+            uncommon_call=uncommon_call,
+        )
         check_request_size(c, n)
     except ConstraintError as exc:
         raise UsageError(f"{flag_name(exc.field)}: {exc}") from None

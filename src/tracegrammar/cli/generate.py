@@ -39,6 +39,7 @@ from .common import (
     START_HELP,
     check_model_flags,
     constraints_from_flags,
+    flag_name,
     resolve_adapter,
     start_ns,
 )
@@ -50,9 +51,27 @@ def register_generate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--depth", type=int, help="exact depth (1: only the root call)")
     p.add_argument("--latency", type=int, help="upper bound on the root call's finish (ms)")
     p.add_argument(
+        "--high-latency",
+        action="store_true",
+        help="root latency at or above the service's 90th percentile in the training data",
+    )
+    p.add_argument(
+        "--include-call",
+        action="append",
+        default=[],
+        metavar="SRC,DST,TYPE",
+        help="a call that must appear, e.g. MS_1,MS_2,rpc (repeatable)",
+    )
+    p.add_argument(
+        "--uncommon-call",
+        action="store_true",
+        help="at least one call that is in under 10%% of the service's training graphs",
+    )
+    p.add_argument(
         "--requests",
         metavar="FILE",
-        help="JSON or YAML list of requests ({service, num_edges?, depth?, latency?, n?})",
+        help="JSON or YAML list of requests ({service, num_edges?, depth?, latency?, "
+        "high_latency?, include_calls?, uncommon_call?, n?})",
     )
     p.add_argument(
         "-n",
@@ -131,7 +150,16 @@ def load_requests(args: argparse.Namespace) -> list[tuple[Constraints, int]]:
             "give --service (and optionally --num-edges, --depth, --latency) or --requests FILE"
         )
     else:
-        c = constraints_from_flags(args.service, args.num_edges, args.depth, args.latency, args.n)
+        c = constraints_from_flags(
+            args.service,
+            args.num_edges,
+            args.depth,
+            args.latency,
+            args.n,
+            high_latency=args.high_latency,
+            include_calls=args.include_call,
+            uncommon_call=args.uncommon_call,
+        )
         requests = [(c, args.n)]
     total = sum(n for _, n in requests)
     if total > MAX_GRAPHS_PER_RUN:
@@ -157,9 +185,38 @@ def check_args(args: argparse.Namespace) -> tuple[list[tuple[Constraints, int]],
         from ..traces import trace_files
 
         trace_files(args.semantic)
+    check_attributes_plannable(args, requests)
     target = check_output_writable(output_path(args.out, args.format))
     _check_ray_and_send(args)
     return requests, target
+
+
+def check_attributes_plannable(
+    args: argparse.Namespace, requests: list[tuple[Constraints, int]]
+) -> None:
+    """Requested attributes planned against the reference generation will use (the --semantic
+    traces, or the adapter's reference.json), before torch is imported: an impossible request is
+    refused naming its flag (or file and request) and the value."""
+    if not any(c.has_attributes for c, _ in requests):
+        return
+    from ..attributes import attribute_plans
+    from ..reference import REFERENCE_FILE, Reference
+
+    reference = None
+    if args.semantic:
+        from ..traces import load_traces
+
+        reference = Reference.from_graphs(load_traces(args.semantic))
+    else:
+        adapter = resolve_adapter(args.adapter)
+        if adapter is not None and (Path(adapter) / REFERENCE_FILE).is_file():
+            reference = Reference.load(Path(adapter) / REFERENCE_FILE)
+    for i, (c, _) in enumerate(requests):
+        try:
+            attribute_plans([c], reference, args.encoding)
+        except ConstraintError as exc:
+            where = f"{args.requests}: request {i}" if args.requests else flag_name(exc.field)
+            raise UsageError(f"{where}: {exc}") from None
 
 
 def _check_ray_and_send(args: argparse.Namespace) -> None:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from ..constraints import Constraints
 from ..encode import ParsedLayer, ParseError, parse_layer_output, parse_tabular_output
 from ..layers import GraphBuilder, call_id
-from ..oracle import Violation, check, check_layer
+from ..oracle import Violation, check, check_attributes, check_layer
 from ..reference import Reference
 from ..types import CallGraph, LayerConditions
 
@@ -79,9 +79,12 @@ class GraphAssembly:
             children.append((ids.get(edge, call_id(prefix or "0", edge)), child))
         return children
 
-    def result(self, reference: Reference | None) -> Generation:
+    def result(
+        self, reference: Reference | None, attributes: Reference | None = None
+    ) -> Generation:
         """The verdict: the oracle on the whole graph (with `reference`, its semantic checks
-        too), plus what the layer rules found on the way."""
+        too), plus what the layer rules found on the way; requested attributes are judged
+        against `attributes` (the run's reference) when the request has any."""
         c = self.constraints
         text = "\n".join(self.texts)
         if self.failure is not None:
@@ -89,6 +92,8 @@ class GraphAssembly:
             return Generation(c, None, text, (problem,))
         graph = self.builder.graph()
         problems = tuple(check(graph, c, reference)) + tuple(self.problems)
+        if c.has_attributes and not problems:
+            problems = tuple(check_attributes(graph, c, attributes))
         return Generation(c, graph, text, problems)
 
 

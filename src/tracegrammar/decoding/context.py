@@ -168,7 +168,9 @@ class ContextWriters(ConstrainedWriters):
         super().__init__(engine, "layer", [])
         self.rules = rules
 
-    def new(self, graph: int, cond: LayerConditions, root: bool) -> LayerWriter:
+    def new(
+        self, graph: int, cond: LayerConditions, root: bool, prefix: str | None = None
+    ) -> LayerWriter:
         t0 = time.perf_counter()
         r = self.rules[graph]
         session = LayerSession(
@@ -193,7 +195,9 @@ class FreeContextWriters(FreeWriters):
         super().__init__(tokenizer, eos, "layer")
         self.rules = rules
 
-    def new(self, graph: int, cond: LayerConditions, root: bool) -> LayerWriter:
+    def new(
+        self, graph: int, cond: LayerConditions, root: bool, prefix: str | None = None
+    ) -> LayerWriter:
         budget = 2 * LINE_TOKENS * self.rules[graph].request.num_traces + 16
         return FreeContextWriter(self.tokenizer, self.eos, budget)
 

@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..attributes import AttributePlan, attribute_plans
 from ..constraints import Constraints, expand_requests
 from ..encode import (
     ParsedLayer,
@@ -29,6 +30,7 @@ from ..encode import (
     render_conditions,
     render_graph_prompt,
     render_layer_prompt,
+    render_request,
 )
 from ..errors import InputError
 from ..layers import root_conditions
@@ -115,6 +117,9 @@ def generate(
     one shipped with the model's adapter unless `reference` is given; `novel_calls=True` allows
     calls never seen (leaf types stay leaves). `fmt` is "layer", "layer_instruct" or "tabular"
     (the whole graph in one output; constrained, only its syntax and row count are enforced).
+    Requested attributes (`high_latency`, `include_calls`, `uncommon_call`) are planned against
+    the reference before any layer is written (`tracegrammar.attributes`; an impossible request
+    raises ConstraintError naming the field) and, constrained, forced: every graph meets them.
     Same seed, same output.
     """
     config = GenerationConfig(temperature, top_k, seed, constrained, fmt, novel_calls)
@@ -179,25 +184,58 @@ def run_with(
     lm = resolve_model(model)
     config = config.seeded()
     assert config.seed is not None
+    reference = reference if reference is not None else lm.reference()
+    plans = attribute_plans(requests, reference, config.fmt)
     rng = random.Random(config.seed)
     prior = lm.prior()
     shapes = [prior.complete(c, rng) for c in requests]
+    plans, shapes = fit_shapes(requests, plans, shapes, reference, config.seed)
     context = int(getattr(lm.model.config, "max_position_embeddings", 8192))
     for (num, _, _), c in zip(shapes, requests, strict=True):
         _check_context(c, num, config.fmt, context)
-    reference = reference if reference is not None else lm.reference()
     semantic = config.constrained and config.fmt != "tabular"
     scopes = call_scopes(
         requests, [s[1] for s in shapes], reference if semantic else None, config.novel_calls
     )
     requests, shapes, scopes = requests[window], shapes[window], scopes[window]
+    plans = plans[window]
     writers: Writers
     if config.constrained:
-        writers = ConstrainedWriters(lm.engine(), config.fmt, scopes)
+        writers = ConstrainedWriters(lm.engine(), config.fmt, scopes, plans)
     else:
         writers = FreeWriters(lm.tokenizer, lm.tokenizer.eos_token_id, config.fmt)
     run = _Run(lm, config, writers, None if config.novel_calls else reference, window.start)
+    run.attribute_reference = reference
+    run.plans = plans
     return run.run(requests, shapes, scopes, progress)
+
+
+def fit_shapes(
+    requests: Sequence[Constraints],
+    plans: Sequence[AttributePlan | None],
+    shapes: Sequence[tuple[int, int, int]],
+    reference: Reference | None,
+    seed: int,
+) -> tuple[list[AttributePlan | None], list[tuple[int, int, int]]]:
+    """Drawn shapes moved as little as needed to hold each plan (requests without attributes
+    keep theirs): enough calls and levels for the planned calls, and for `high_latency` without
+    a user bound, a latency bound drawn from [p90, 2 x p90] (seeded by the request's position,
+    so other requests draw as before)."""
+    out_plans: list[AttributePlan | None] = []
+    out_shapes: list[tuple[int, int, int]] = []
+    for i, (c, plan, shape) in enumerate(zip(requests, plans, shapes, strict=True)):
+        if plan is None or reference is None:
+            out_plans.append(plan)
+            out_shapes.append(shape)
+            continue
+        num, depth, latency = shape
+        plan, num, depth = plan.choose(c, num, depth, reference.scope(c.service))
+        if plan.min_latency and c.latency is None and latency < plan.min_latency:
+            draw = random.Random(f"high-latency/{seed}/{i}")
+            latency = draw.randint(plan.min_latency, 2 * plan.min_latency)
+        out_plans.append(plan)
+        out_shapes.append((num, depth, latency))
+    return out_plans, out_shapes
 
 
 def complete_layers(
@@ -260,8 +298,14 @@ def call_scopes(
     return scopes
 
 
-def root_prompt(c: Constraints, cond: LayerConditions) -> str:
-    """The first layer's prompt shows what the user asked for (training drops the rest)."""
+def root_prompt(
+    c: Constraints,
+    cond: LayerConditions,
+    fmt: str = "layer",
+    plan: AttributePlan | None = None,
+) -> str:
+    """The first layer's prompt shows what the user asked for (training drops the rest); the
+    instruction variant adds the requested attributes in words (`encode.render_request`)."""
     shown: dict[str, str | int] = {"service": c.service}
     if c.num_edges is not None:
         shown["num_edges"] = cond.num_edges
@@ -269,11 +313,16 @@ def root_prompt(c: Constraints, cond: LayerConditions) -> str:
         shown["remaining_depth"] = cond.remaining_depth
     if c.latency is not None:
         shown["latency"] = cond.latency
-    return render_conditions(shown)
+    prompt = render_conditions(shown)
+    if fmt == "layer_instruct" and c.has_attributes:
+        least = plan.min_latency if plan is not None and plan.min_latency else None
+        prompt += render_request(least, c.include_calls, c.uncommon_call)
+    return prompt
 
 
 def tabular_prompt(c: Constraints) -> str:
-    return render_graph_prompt(c.as_dict())
+    shape = ("service", "num_edges", "depth", "latency")
+    return render_graph_prompt({k: v for k, v in c.as_dict().items() if k in shape})
 
 
 def _window(only: range | None, total: int) -> slice:
@@ -324,6 +373,10 @@ class _Run:
         )
         #: the oracle's semantic check of finished graphs (None: calls are not checked)
         self.check_reference = check_reference
+        #: the statistics requested attributes are judged by (None: not judged)
+        self.attribute_reference: Reference | None = None
+        #: each graph's plan of requested attributes (for the instruction root prompt)
+        self.plans: Sequence[AttributePlan | None] = ()
         self.graphs: list[GraphAssembly] = []
         #: this wave's parsed layers (or their parse errors), by id of the job
         self._parsed: dict[int, ParsedLayer | ParseError] = {}
@@ -364,7 +417,7 @@ class _Run:
         finally:
             close()
         gens = [
-            g.result(self.check_reference if scope is not None else None)
+            g.result(self.check_reference if scope is not None else None, self.attribute_reference)
             for g, scope in zip(self.graphs, scopes, strict=True)
         ]
         self.stats.graphs = len(requests)
@@ -374,7 +427,11 @@ class _Run:
     def _root_job(self, i: int, c: Constraints, shape: tuple[int, int, int]) -> LayerJob:
         num, depth, latency = shape
         cond = root_conditions(c.service, num, depth, latency)
-        prompt = tabular_prompt(c) if self.config.fmt == "tabular" else root_prompt(c, cond)
+        if self.config.fmt == "tabular":
+            prompt = tabular_prompt(c)
+        else:
+            plan = self.plans[i] if i < len(self.plans) else None
+            prompt = root_prompt(c, cond, self.config.fmt, plan)
         assert self.config.seed is not None
         return LayerJob(i, None, cond, prompt, layer_rng(self.config.seed, self.first + i, None))
 

@@ -27,6 +27,7 @@ import torch
 
 from ..errors import EngineError
 from ..reference import CallScope
+from ..rules import LayerPlan
 from ..types import LayerConditions
 from .masks import NumericMasks, empty_rows, only_tokens, unpack, words_for
 from .requests import layer_grammar
@@ -98,13 +99,18 @@ class Engine:
         return spec
 
     def session(
-        self, cond: LayerConditions, fmt: str = "layer", scope: CallScope | None = None
+        self,
+        cond: LayerConditions,
+        fmt: str = "layer",
+        scope: CallScope | None = None,
+        plan: LayerPlan | None = None,
     ) -> LayerSession:
         """A layer under the grammar and the numeric rules; `scope` adds the semantic rules
-        (which calls, how deep, leaf types)."""
+        (which calls, how deep, leaf types), `plan` the requested attributes planned for this
+        layer (its first calls, the root's least latency)."""
         session = LayerSession(self, cond, self.spec(layer_grammar(cond, fmt, scope)))
-        if scope is not None:
-            session.scanner = FieldScanner(cond, calls=scope)
+        if scope is not None or plan is not None:
+            session.scanner = FieldScanner(cond, calls=scope, plan=plan)
         return session
 
     def free_session(self, grammar: str, cond: LayerConditions) -> LayerSession:

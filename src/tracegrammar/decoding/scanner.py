@@ -18,6 +18,7 @@ from ..rules import (
     CallRules,
     Draft,
     IntSet,
+    LayerPlan,
     allowed,
     allowed_destinations,
     allowed_types,
@@ -45,9 +46,10 @@ class FieldScanner:
     #: it must be one of, or None (free)
     target: IntSet | str | frozenset[str] | None = None
     calls: CallRules | None = None  # the semantic rules (a reference.CallScope)
+    plan: LayerPlan | None = None  # requested attributes planned for this layer
 
     def __post_init__(self) -> None:
-        self.draft = Draft(self.conditions, calls=self.calls)
+        self.draft = Draft(self.conditions, calls=self.calls, plan=self.plan)
 
     def feed(self, text: str) -> None:
         for ch in text:

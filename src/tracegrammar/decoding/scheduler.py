@@ -131,7 +131,7 @@ class WaveScheduler:
 
     def _start(self, job: LayerJob) -> None:
         job.queue.append(list(self.lm.tokenizer(job.prompt, add_special_tokens=False).input_ids))
-        job.writer = self.writers.new(job.graph, job.cond, job.root)
+        job.writer = self.writers.new(job.graph, job.cond, job.root, job.prefix)
 
     def _enqueue(self, job: LayerJob, forced: list[int]) -> None:
         self.stats.forced_tokens += len(forced)

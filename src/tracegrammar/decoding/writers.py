@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 import torch
 
+from ..attributes import AttributePlan
 from ..grammar import grammar_text
 from ..reference import CallScope
 from ..types import LayerConditions
@@ -54,7 +55,11 @@ class LayerWriter(Protocol):
 class Writers(Protocol):
     """Makes the writer of each layer of a run, and serves many of its writers at once."""
 
-    def new(self, graph: int, cond: LayerConditions, root: bool) -> LayerWriter: ...
+    def new(
+        self, graph: int, cond: LayerConditions, root: bool, prefix: str | None = None
+    ) -> LayerWriter:
+        """The writer of the layer of graph `graph` that expands call `prefix` (None: root)."""
+        ...
 
     def begin_all(self, writers: Sequence[LayerWriter]) -> list[list[int]]:
         """`[w.begin() for w in writers]`."""
@@ -113,20 +118,32 @@ class ConstrainedWriter:
 
 class ConstrainedWriters:
     """Constrained writers for one run: layer formats with each graph's semantic rules
-    (`scopes[graph]`), or the tabular format under its grammar alone."""
+    (`scopes[graph]`) and planned attributes (`plans[graph]`), or the tabular format under its
+    grammar alone."""
 
-    def __init__(self, engine: Engine, fmt: str, scopes: Sequence[CallScope | None]) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        fmt: str,
+        scopes: Sequence[CallScope | None],
+        plans: Sequence[AttributePlan | None] = (),
+    ) -> None:
         self.engine = engine
         self.fmt = fmt
         self.scopes = scopes
+        self.plans = plans
 
-    def new(self, graph: int, cond: LayerConditions, root: bool) -> LayerWriter:
+    def new(
+        self, graph: int, cond: LayerConditions, root: bool, prefix: str | None = None
+    ) -> LayerWriter:
         t0 = time.perf_counter()
         if self.fmt == "tabular":
             session = self.engine.free_session(tabular_grammar(cond.num_edges), cond)
         else:
             scope = self.scopes[graph] if graph < len(self.scopes) else None
-            session = self.engine.session(cond, self.fmt, scope)
+            plan = self.plans[graph] if graph < len(self.plans) else None
+            layer = plan.layer(prefix) if plan is not None else None
+            session = self.engine.session(cond, self.fmt, scope, layer)
         return ConstrainedWriter(session, time.perf_counter() - t0)
 
     def begin_all(self, writers: Sequence[LayerWriter]) -> list[list[int]]:
@@ -206,7 +223,9 @@ class FreeWriters:
         self.eos = eos
         self.fmt = fmt
 
-    def new(self, graph: int, cond: LayerConditions, root: bool) -> LayerWriter:
+    def new(
+        self, graph: int, cond: LayerConditions, root: bool, prefix: str | None = None
+    ) -> LayerWriter:
         if self.fmt == "tabular" and root:
             budget = ROW_TOKENS * cond.num_edges + 20
         else:

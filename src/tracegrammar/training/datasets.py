@@ -30,9 +30,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from ..encode import render_conditions, render_graph_prompt, render_layer_output, render_row
+from ..encode import (
+    render_conditions,
+    render_graph_prompt,
+    render_layer_output,
+    render_request,
+    render_row,
+)
 from ..errors import InputError
 from ..layers import decompose
+from ..reference import Reference
 from ..traces import graph_hash, load_traces
 from ..types import CallGraph
 
@@ -45,6 +52,9 @@ MIX_KINDS: tuple[str, ...] = ("layer", "layer_instruct")
 _SERVICE_RE = re.compile(r"\bservice:([^ >]+)")
 IGNORE_INDEX = -100  # label of a token the loss skips (prompt and padding)
 DEFAULT_DROP_PROB = 0.9  # the brief: each attribute dropped with p=0.9, the service kept
+#: Share of graphs whose instruction root sample also states requested attributes that the graph
+#: has (the papers instruction-tune on a few percent of the graphs).
+REQUEST_PROB = 0.2
 DEFAULT_VAL_FRACTION = 0.1
 
 
@@ -151,9 +161,13 @@ def layer_samples(
     rng: random.Random | None = None,
     drop_prob: float = DEFAULT_DROP_PROB,
     key: str | None = None,
+    reference: Reference | None = None,
+    salt: str = "",
 ) -> list[Sample]:
     """One sample per layer, depth first. The root prompt is thinned with `rng` (none: kept whole);
-    every other prompt is the full canonical conditions."""
+    every other prompt is the full canonical conditions. With `reference` (the statistics of the
+    graphs trained on), some instruction root prompts also state requested attributes the graph
+    has (`graph_request`, drawn from their own generator: the other draws are unchanged)."""
     if fmt not in MIX_KINDS:
         raise InputError(f"layer format must be one of {MIX_KINDS}, got {fmt!r}")
     key = key or graph_hash(graph)
@@ -163,8 +177,26 @@ def layer_samples(
         if n == 0 and rng is not None:
             cond = thin_attributes(cond, rng, drop_prob)
         output = render_layer_output(layer, fmt)
-        out.append(Sample(render_conditions(cond), output, fmt, key))  # type: ignore[arg-type]
+        prompt = render_conditions(cond)  # type: ignore[arg-type]
+        if n == 0 and fmt == "layer_instruct" and reference is not None:
+            prompt += graph_request(graph, reference, sample_rng(0, key, f"{salt}:request"))
+        out.append(Sample(prompt, output, fmt, key))
     return out
+
+
+def graph_request(graph: CallGraph, reference: Reference, rng: random.Random) -> str:
+    """For a share `REQUEST_PROB` of graphs, a `requested:` line of attributes the graph has:
+    one or two of its calls, high latency when its root latency is at or above its service's
+    90th percentile in `reference`, an uncommon call when it has one (empty otherwise)."""
+    if rng.random() >= REQUEST_PROB:
+        return ""
+    p90 = reference.latency_p90(graph.service)
+    high = p90 if p90 is not None and graph.latency >= p90 and rng.random() < 0.5 else None
+    calls = sorted({(e.source, e.destination, e.type) for e in graph.edges})
+    uncommon = reference.uncommon_calls(graph.service)
+    has_uncommon = any(call in uncommon for call in calls) and rng.random() < 0.5
+    include = rng.sample(calls, min(len(calls), rng.randint(0, 2)))
+    return render_request(high, include, has_uncommon)
 
 
 def tabular_sample(
@@ -209,6 +241,7 @@ def graph_samples(
     seed: int = 0,
     salt: str = "",
     drop_prob: float = DEFAULT_DROP_PROB,
+    reference: Reference | None = None,
 ) -> list[Sample]:
     """All samples of one graph in format `fmt` (see SAMPLE_FORMATS). `salt` re-draws the thinning (the
     trainer passes the epoch, so every epoch sees other attribute subsets of the same graph)."""
@@ -224,7 +257,12 @@ def graph_samples(
         elif kind == "infill":
             out.extend(infill_samples(graph, rng=rng, key=key))
         else:
-            out.extend(layer_samples(graph, kind, rng=rng, drop_prob=drop_prob, key=key))
+            out.extend(
+                layer_samples(
+                    graph, kind, rng=rng, drop_prob=drop_prob, key=key, reference=reference,
+                    salt=f"{seed}:{salt}",
+                )
+            )  # fmt: skip
     return out
 
 
@@ -236,8 +274,16 @@ def build_samples(
     salt: str = "",
     drop_prob: float = DEFAULT_DROP_PROB,
 ) -> list[Sample]:
+    """Every sample of every graph; the instruction samples' requested attributes are judged
+    against these graphs' own statistics (`Reference.from_graphs`)."""
+    graphs = list(graphs)
+    reference = Reference.from_graphs(graphs) if fmt in ("layer_instruct", "mix") else None
     return [
-        s for g in graphs for s in graph_samples(g, fmt, seed=seed, salt=salt, drop_prob=drop_prob)
+        s
+        for g in graphs
+        for s in graph_samples(
+            g, fmt, seed=seed, salt=salt, drop_prob=drop_prob, reference=reference
+        )
     ]
 
 
