@@ -39,6 +39,9 @@ def register_bench(p: argparse.ArgumentParser) -> None:
             "attributes", help="instruction accuracy of requested attributes over temperatures"
         )
     )
+    register_workload_bench(
+        sub.add_parser("workload", help="context-task compliance and window realism")
+    )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -108,6 +111,62 @@ def cmd_attributes_bench(args: argparse.Namespace) -> int:
     except InputError as exc:
         raise UsageError(str(exc)) from None
     return run_attributes(opts, model_label(opts.model, opts.adapter))
+
+
+# ------------------------------------------------------------------------------------------------
+# bench workload
+# ------------------------------------------------------------------------------------------------
+
+
+def register_workload_bench(p: argparse.ArgumentParser) -> None:
+    from ..evaluation.workload import WorkloadBenchOptions
+
+    d = WorkloadBenchOptions()
+    p.add_argument("--data", default=d.data, help=f"timestamped traces (default {d.data})")
+    p.add_argument("--out", default=d.out, help=f"output folder (default {d.out})")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument(
+        "--temperatures", type=comma_floats, default=list(d.temperatures),
+        help="compliance temperatures (default 0.2,0.5,0.8,1.0)",
+    )  # fmt: skip
+    p.add_argument("--compliance-windows", type=int, default=d.compliance_windows)
+    p.add_argument("--compliance-s", type=float, default=d.compliance_s)
+    p.add_argument("--compliance-traces", type=int, default=d.compliance_traces)
+    p.add_argument("--max-include", type=int, default=d.max_include)
+    p.add_argument("--realism-windows", type=int, default=d.realism_windows)
+    p.add_argument("--realism-s", type=float, default=d.realism_s)
+    p.add_argument("--temperature", type=float, default=d.temperature, help="realism temperature")
+    p.add_argument("--max-traces", type=int, default=d.max_traces, help="per window, at most")
+    p.add_argument("--model", help="base model directory (default: embedded SmolLM2)")
+    p.add_argument("--adapter", help="LoRA adapter (default: shipped; 'none' for the bare base)")
+    p.set_defaults(func=cmd_workload_bench)
+
+
+def cmd_workload_bench(args: argparse.Namespace) -> int:
+    from ..evaluation.workload import WorkloadBenchOptions, check_options, run_workload_bench
+    from .common import check_model_flags
+
+    check_model_flags(args.model, args.adapter)
+    opts = WorkloadBenchOptions(
+        data=args.data,
+        out=args.out,
+        seed=args.seed,
+        temperatures=tuple(args.temperatures),
+        compliance_windows=args.compliance_windows,
+        compliance_s=args.compliance_s,
+        compliance_traces=args.compliance_traces,
+        max_include=args.max_include,
+        realism_windows=args.realism_windows,
+        realism_s=args.realism_s,
+        temperature=args.temperature,
+        max_traces=args.max_traces,
+        model=args.model,
+        adapter=resolve_adapter(args.adapter),
+    )
+    check_options(opts)
+    summary = run_workload_bench(opts)
+    print(f"wrote {opts.out}/summary.md ({summary['wall_s']:.0f} s)")
+    return 0
 
 
 # ------------------------------------------------------------------------------------------------

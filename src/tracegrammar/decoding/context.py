@@ -198,7 +198,8 @@ class FreeContextWriters(FreeWriters):
     def new(
         self, graph: int, cond: LayerConditions, root: bool, prefix: str | None = None
     ) -> LayerWriter:
-        budget = 2 * LINE_TOKENS * self.rules[graph].request.num_traces + 16
+        # a window that meets its request fits: LINE_TOKENS bounds a line, 16 the closing tag
+        budget = LINE_TOKENS * self.rules[graph].request.num_traces + 16
         return FreeContextWriter(self.tokenizer, self.eos, budget)
 
 
