@@ -34,6 +34,51 @@ def start_ns(value: str | None, flag: str = "--start") -> int | None:
     return epoch_ms(parse_time(value, flag)) * 1_000_000
 
 
+def register_ray_and_send(p: argparse.ArgumentParser, ray_help: str) -> None:
+    """`--ray [ADDRESS]`, `--workers`, `--send URL`, `--protocol` and `--rate`: the flags
+    `generate` and `workload` share (their checks: `check_ray_and_send`)."""
+    p.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS", help=ray_help)
+    p.add_argument("--workers", type=int, default=2, help="Ray actors, one model each")
+    p.add_argument(
+        "--send",
+        metavar="URL",
+        help="after writing, send the valid graphs' spans to this OTLP endpoint",
+    )
+    p.add_argument(
+        "--protocol", choices=("http", "grpc"), default="http", help="OTLP transport for --send"
+    )
+    p.add_argument("--rate", help="traces per second when sending, e.g. 50/s (default: at once)")
+
+
+def check_ray_and_send(args: argparse.Namespace) -> None:
+    """`--ray`, `--workers`, `--send` and `--rate`, before torch is imported: a bad value, or a
+    missing extra (named with the pip command that installs it), is one line."""
+    import importlib.util
+
+    from ..errors import MissingExtraError
+
+    if args.ray is not None:
+        if args.workers < 1:
+            raise UsageError(f"--workers must be >= 1, got {args.workers}")
+        if importlib.util.find_spec("ray") is None:
+            raise MissingExtraError("--ray", "ray")
+    if args.send is not None:
+        from urllib.parse import urlparse
+
+        parsed = urlparse(args.send)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise UsageError(f"--send must be an http:// or https:// URL, got {args.send!r}")
+        if importlib.util.find_spec("opentelemetry.sdk") is None:
+            raise MissingExtraError("--send", "send")
+    if args.rate is not None:
+        from ..exports.send import parse_rate
+
+        try:
+            parse_rate(args.rate)
+        except ValueError as exc:
+            raise UsageError(f"--rate: {exc}") from None
+
+
 def read_graphs(path: str | Path) -> Iterator[CallGraph]:
     """Graphs from a `.jsonl` file (our interchange format) or from real traces (`load_traces`)."""
     if str(path).endswith(".jsonl"):

@@ -38,8 +38,10 @@ from ..types import CallGraph
 from .common import (
     START_HELP,
     check_model_flags,
+    check_ray_and_send,
     constraints_from_flags,
     flag_name,
+    register_ray_and_send,
     resolve_adapter,
     start_ns,
 )
@@ -118,24 +120,11 @@ def register_generate(p: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="output file, or a directory (graphs.<ext> inside)",
     )
-    p.add_argument(
-        "--ray",
-        nargs="?",
-        const="local",
-        metavar="ADDRESS",
-        help="generate on Ray actors (no address: a local cluster; 'auto' or HOST:6379 joins "
-        "one); shards and manifest.json go to shards/ beside the output, a rerun resumes",
+    register_ray_and_send(
+        p,
+        "generate on Ray actors (no address: a local cluster; 'auto' or HOST:6379 joins one); "
+        "shards and manifest.json go to shards/ beside the output, a rerun resumes",
     )
-    p.add_argument("--workers", type=int, default=2, help="Ray actors, one model each")
-    p.add_argument(
-        "--send",
-        metavar="URL",
-        help="after writing, send the valid graphs' spans to this OTLP endpoint",
-    )
-    p.add_argument(
-        "--protocol", choices=("http", "grpc"), default="http", help="OTLP transport for --send"
-    )
-    p.add_argument("--rate", help="traces per second when sending, e.g. 50/s (default: at once)")
     p.add_argument("--start", metavar="TIME", help=START_HELP + "; with --send, default now")
     p.set_defaults(func=cmd_generate)
 
@@ -220,31 +209,9 @@ def check_attributes_plannable(
 
 
 def _check_ray_and_send(args: argparse.Namespace) -> None:
-    import importlib.util
-
-    from ..errors import MissingExtraError
-
-    if args.ray is not None:
-        if args.workers < 1:
-            raise UsageError(f"--workers must be >= 1, got {args.workers}")
-        if importlib.util.find_spec("ray") is None:
-            raise MissingExtraError("--ray", "ray")
-    if args.send is not None:
-        from urllib.parse import urlparse
-
-        if urlparse(args.send).scheme not in ("http", "https"):
-            raise UsageError(f"--send must be an http:// or https:// URL, got {args.send!r}")
-        if importlib.util.find_spec("opentelemetry.sdk") is None:
-            raise MissingExtraError("--send", "send")
-        if args.format != "jsonl":  # the graphs are read back from the file once it is written
-            raise UsageError(f"--send needs --format jsonl, got --format {args.format}")
-    if args.rate is not None:
-        from ..exports.send import parse_rate
-
-        try:
-            parse_rate(args.rate)
-        except ValueError as exc:
-            raise UsageError(f"--rate: {exc}") from None
+    check_ray_and_send(args)
+    if args.send is not None and args.format != "jsonl":  # the file is read back to send it
+        raise UsageError(f"--send needs --format jsonl, got --format {args.format}")
 
 
 def _requests_file(path: Path, default_n: int) -> list[tuple[Constraints, int]]:
@@ -339,12 +306,10 @@ def _generate_on_ray(
 
 
 def _folder_seed(folder: Path) -> int:
-    from ..distributed import MANIFEST
+    from ..distributed.manifest import job_seed
 
-    try:
-        return int(json.loads((folder / MANIFEST).read_text())["job"]["seed"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return random.SystemRandom().randrange(2**31)
+    seed = job_seed(folder)
+    return seed if seed is not None else random.SystemRandom().randrange(2**31)
 
 
 def _send_file(target: Path, args: argparse.Namespace) -> int:

@@ -123,6 +123,17 @@ class Manifest:
         return out
 
 
+def job_seed(folder: str | Path) -> int | None:
+    """The seed of the job whose manifest is in `folder` (None: no readable manifest): a rerun
+    without a seed takes it, so it resumes that job."""
+    try:
+        doc = json.loads((Path(folder) / MANIFEST).read_text(encoding="utf-8"))
+        seed = doc["job"]["seed"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return seed if isinstance(seed, int) and not isinstance(seed, bool) else None
+
+
 def read_records(folder: str | Path) -> Iterator[dict[str, Any]]:
     """Every record of a finished job, in request order (the merged view of its shards)."""
     folder = Path(folder)

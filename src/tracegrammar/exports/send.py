@@ -6,9 +6,11 @@ times move: trace i's root starts at `start` plus its arrival offset (i / rate, 
 caller gives, e.g. a workload's arrival times), and every call keeps its offset from the root.
 A graph's own `timestamp` is not read here: pass its offset from the first in `offsets`.
 Sending follows the same schedule: trace i leaves when it is due, traces already due leave
-together in one export. The exporters retry transient failures within their `timeout`; a batch
-that still fails is exported again up to `retries` times, then counted as failed. Nothing is
-sent before the caller has written its graphs to a file, so a failure loses nothing.
+together in one export; given both offsets and a rate, the rate sets the pace and the offsets
+still set the times (a window of an hour sent in seconds keeps its arrivals). The exporters
+retry transient failures within their `timeout`; a batch that still fails is exported again up
+to `retries` times, then counted as failed. Nothing is sent before the caller has written its
+graphs to a file, so a failure loses nothing.
 
 Needs the `send` extra (`pip install 'tracegrammar[send]'`).
 """
@@ -145,11 +147,13 @@ def send_graphs(
 
     `count` traces are sent (default: each graph once; more cycle over the graphs, each copy a
     trace of its own), or as many as fit in `duration` seconds at `rate` (traces per second, or
-    text like `50/s`). Raises SendError when nothing could be delivered (an unreachable or
-    refusing endpoint), MissingExtraError without the `send` extra."""
+    text like `50/s`). `offsets`: trace i's root starts `offsets[i]` seconds after `start`, and
+    leaves then, or at i / `rate` when a rate is given too. Raises SendError when nothing could
+    be delivered (an unreachable or refusing endpoint), MissingExtraError without the `send`
+    extra."""
     plan = _plan(graphs, rate, duration, count, offsets, retries)
     exporter = make_exporter(endpoint, protocol, timeout)
-    schedule = schedule or Schedule(plan.rate, offsets)
+    schedule = schedule or Schedule(plan.rate, None if plan.rate else offsets)
     base = parse_start(start)
     report = SendReport(endpoint, protocol)
     resources: dict[str, Any] = {}
@@ -162,7 +166,8 @@ def send_graphs(
                 k = schedule.due(i, plan.count - i)
                 for j in range(i, i + k):
                     graph = graphs[j % len(graphs)]
-                    at = base + round(schedule.offset(j) * 1e9)
+                    offset = schedule.offset(j) if offsets is None else float(offsets[j])
+                    at = base + round(offset * 1e9)
                     batch.extend(_readable(s, resources) for s in spans(graph, j, at))
                     if len(batch) >= MAX_BATCH_SPANS:
                         k = j - i + 1
