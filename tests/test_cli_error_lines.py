@@ -102,6 +102,7 @@ CASES: list[tuple[list[str], list[str]]] = [
     ),
     (["draw", "{T}/g.jsonl", "--out", "{T}/x.gif"], ["{T}/x.gif", ".gif"]),
     (["draw", "{T}/g.jsonl", "--out", "{T}/x.png", "--index", "-1"], ["--index", "-1"]),
+    (["draw", "{T}/g.jsonl", "--out", "{T}/x.png", "--index", "9" * 23], ["{T}/g.jsonl", "9" * 23]),
     (["data", "stats", "{T}/missing.csv"], ["{T}/missing.csv"]),
     (["data", "show", "{T}/t.csv", "--index", "9"], ["{T}/t.csv", "9"]),
     (

@@ -232,3 +232,19 @@ def test_start_times_parse():
 def test_bad_endpoints_are_refused(endpoint):
     with pytest.raises(InputError, match="endpoint must"):
         send_graphs(GRAPHS, endpoint)
+
+
+def test_a_huge_count_without_a_rate_looks_ahead_one_batch_at_most():
+    """count=10**23 at once used to make `due` count every trace before the first export."""
+
+    class Counting(Schedule):
+        looked = 0
+
+        def offset(self, i: int) -> float:
+            Counting.looked += 1
+            return super().offset(i)
+
+    endpoint = f"http://127.0.0.1:{closed_port()}"
+    with pytest.raises(SendError):
+        send_graphs(GRAPHS, endpoint, count=10**23, retries=0, timeout=1.0, schedule=Counting())
+    assert 0 < Counting.looked <= 2 * 512

@@ -178,8 +178,8 @@ class Reference:
         """Read a reference written by `save` (or the older plain list of calls)."""
         try:
             data = json.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise InputError(f"{path}: not a reference file: {exc}") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+            raise InputError(f"{path}: not a reference file: {str(exc)[:200]}") from None
         if isinstance(data, list):
             data = {"calls": data}
         if not isinstance(data, dict) or data.get("format", FORMAT) != FORMAT:

@@ -6,7 +6,6 @@ it, exit 2.
 from __future__ import annotations
 
 import argparse
-from itertools import islice
 
 from ..errors import UsageError
 from ..exports import EXPORT_FORMATS
@@ -39,7 +38,7 @@ def cmd_draw(args: argparse.Namespace) -> int:
     check_suffix(args.out)
     if args.index < 0:
         raise UsageError(f"--index must be >= 0, got {args.index}")
-    graph = next(islice(read_graphs(args.path), args.index, None), None)
+    graph = next((g for i, g in enumerate(read_graphs(args.path)) if i == args.index), None)
     if graph is None:
         raise UsageError(f"{args.path}: has no graph with index {args.index}")
     draw(graph, args.out)

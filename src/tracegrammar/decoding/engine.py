@@ -17,12 +17,12 @@ with the numeric rules (tracegrammar.rules, followed by the scanner).
 from __future__ import annotations
 
 import threading
+import warnings
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
 import llguidance
-import llguidance.torch
 import torch
 
 from ..errors import EngineError
@@ -33,6 +33,13 @@ from .masks import NumericMasks, empty_rows, only_tokens, unpack, words_for
 from .requests import layer_grammar
 from .scanner import FieldScanner, FreeScanner
 from .tokens import TokenTable
+
+with warnings.catch_warnings():
+    # llguidance.torch compiles a function as it is imported, and torch's compiler imports its
+    # mkldnn helpers, which warn that `torch.jit.script_method` is deprecated: not ours to fix,
+    # and not a warning a normal run should print
+    warnings.filterwarnings("ignore", "`torch.jit.script_method` is deprecated", DeprecationWarning)
+    import llguidance.torch
 
 _BIT = torch.arange(32, dtype=torch.int32)
 

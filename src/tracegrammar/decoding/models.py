@@ -17,6 +17,8 @@ import os
 import shutil
 import tempfile
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -205,21 +207,60 @@ def load_model(
 
     from .attention import use_grouped_sdpa
 
-    try:
-        tok = AutoTokenizer.from_pretrained(base, local_files_only=True)
-        model = AutoModelForCausalLM.from_pretrained(
-            base, local_files_only=True, dtype=torch.float32
-        )
-    except (OSError, ValueError, RuntimeError, KeyError, SafetensorError) as exc:  # damaged files
-        raise ModelError(f"{base}: cannot load the model: {_first_line(exc)}") from None
-    if adapter is not None:
-        model = _with_adapter(model, base, Path(adapter))
-        if merge:
-            model = model.merge_and_unload()
+    with quiet_loading():
+        try:
+            tok = AutoTokenizer.from_pretrained(base, local_files_only=True)
+            model = AutoModelForCausalLM.from_pretrained(
+                base, local_files_only=True, dtype=torch.float32
+            )
+        except (OSError, ValueError, TypeError, RuntimeError, KeyError, SafetensorError) as exc:
+            # damaged or wrong files: not JSON, a config that is a list, truncated weights ...
+            raise ModelError(f"{base}: cannot load the model: {_first_line(exc)}") from None
+        if adapter is not None:
+            model = _with_adapter(model, base, Path(adapter))
+            if merge:
+                model = model.merge_and_unload()
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device).eval()
     use_grouped_sdpa(unwrap_peft(model))
     return LoadedModel(model, tok, str(base), str(adapter) if adapter else None)
+
+
+@contextmanager
+def quiet_loading() -> Iterator[None]:
+    """Loading without chatter: transformers' "Loading weights" progress bar, its and peft's
+    info and warning log lines, and the deprecation warnings their load paths raise about each
+    other (FutureWarning, DeprecationWarning) are silenced for the duration of the block. The
+    previous settings are restored after, so nothing outside the load is affected."""
+    import logging
+
+    from huggingface_hub import utils as hub_utils
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled()
+    hub_bars_off = hub_utils.are_progress_bars_disabled()
+    peft_logger = logging.getLogger("peft")
+    peft_level = peft_logger.level
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    peft_logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            for category in (FutureWarning, DeprecationWarning, PendingDeprecationWarning):
+                warnings.simplefilter("ignore", category)
+            yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        peft_logger.setLevel(peft_level)
+        with warnings.catch_warnings():  # hub: "cannot enable/disable: environment variable"
+            warnings.simplefilter("ignore")
+            if bars:
+                hf_logging.enable_progress_bar()
+            if hub_bars_off:  # transformers' switch turns huggingface_hub's with its own
+                hub_utils.disable_progress_bars()
+            else:
+                hub_utils.enable_progress_bars()
 
 
 def _with_adapter(model: Any, base: Path, adapter: Path) -> Any:
@@ -230,6 +271,8 @@ def _with_adapter(model: Any, base: Path, adapter: Path) -> Any:
 
     if not (adapter / "adapter_config.json").is_file():
         raise ModelError(f"{adapter}: not a LoRA adapter directory (no adapter_config.json)")
+    if not (adapter / "adapter_model.safetensors").is_file():  # never peft's pickled .bin
+        raise ModelError(f"{adapter}: no adapter_model.safetensors (the adapter's weights)")
     meta_path = adapter / ADAPTER_META
     try:
         meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
@@ -239,18 +282,18 @@ def _with_adapter(model: Any, base: Path, adapter: Path) -> Any:
         raise ModelError(f"{meta_path}: adapter metadata is not a JSON object")
     shape = meta.get("base_shape")
     mine = _shape(model)
+    if shape is not None and not isinstance(shape, list):
+        raise ModelError(f"{meta_path}: base_shape must be a list, got {shape!r}")
     if shape is not None and tuple(shape) != mine:
         raise ModelError(
             f"{adapter}: adapter was trained for a base of shape {tuple(shape)} "
             f"(hidden, layers, vocab), this base {base} is {mine}"
         )
     try:
-        with warnings.catch_warnings():
-            # peft 0.21 reads transformers' deprecated `is_gradient_checkpointing` (a
-            # FutureWarning on every load); nothing here uses checkpointing
-            warnings.filterwarnings("ignore", "`is_gradient_checkpointing` is deprecated")
-            wrapped = PeftModel.from_pretrained(model, adapter)
-    except (OSError, RuntimeError, ValueError, KeyError, SafetensorError) as exc:
+        # peft 0.21 reads transformers' deprecated `is_gradient_checkpointing` (a FutureWarning
+        # on every load, silenced by `quiet_loading`); nothing here uses checkpointing
+        wrapped = PeftModel.from_pretrained(model, adapter)
+    except (OSError, RuntimeError, ValueError, TypeError, KeyError, SafetensorError) as exc:
         raise ModelError(f"{adapter}: does not fit base {base}: {_first_line(exc)}") from None
     # a damaged file can decode to NaN/inf weights: refuse it now, not with NaN logits later
     bad = [n for n, p in wrapped.named_parameters() if "lora_" in n and not p.isfinite().all()]

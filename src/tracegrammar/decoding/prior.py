@@ -15,6 +15,15 @@ from ..rules import feasible_shape, nearest_feasible_depth
 from ..types import CallGraph
 
 PRIOR_FILE = "prior.json"
+
+
+def _count(value: object) -> int:
+    """A whole number >= 0 from JSON (not a bool, a fraction or a string)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"expected whole numbers >= 0, got {value!r}")
+    return value
+
+
 #: Used when no prior is available: small graphs, like most real ones.
 FALLBACK: tuple[tuple[int, int, int], ...] = (
     (1, 1, 10), (2, 2, 20), (3, 2, 30), (4, 3, 40), (5, 3, 50), (6, 3, 60), (8, 4, 80),
@@ -32,12 +41,17 @@ class Prior:
     @classmethod
     def load(cls, path: str | Path) -> Prior:
         try:
-            rows = json.loads(Path(path).read_text())
-            shapes = tuple(tuple(int(v) for v in x) for x in rows)
-        except (OSError, ValueError, TypeError) as exc:  # a damaged adapter folder
+            rows = json.loads(Path(path).read_text(encoding="utf-8"))
+            if not isinstance(rows, list):
+                raise TypeError(f"a list of rows expected, got {type(rows).__name__}")
+            shapes = tuple(tuple(_count(v) for v in x) for x in rows)
+        except (OSError, ValueError, TypeError, RecursionError) as exc:  # a damaged adapter
             raise ModelError(f"{path}: not a shape prior ({str(exc)[:120]})") from None
-        if any(len(s) != 3 for s in shapes):
-            raise ModelError(f"{path}: not a shape prior (rows of num_edges, depth, latency)")
+        if not shapes or any(len(s) != 3 or s[0] < 1 or s[1] < 1 for s in shapes):
+            raise ModelError(
+                f"{path}: not a shape prior (non-empty rows of num_edges >= 1, depth >= 1, "
+                f"latency >= 0)"
+            )
         return cls(shapes)  # type: ignore[arg-type]
 
     def save(self, path: str | Path) -> None:

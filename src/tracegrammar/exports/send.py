@@ -163,7 +163,10 @@ def send_graphs(
             while i < plan.count and (duration is None or schedule.elapsed() < duration):
                 schedule.wait(i)
                 batch: list[Any] = []
-                k = schedule.due(i, plan.count - i)
+                # a trace has at least one span, so no batch holds more than MAX_BATCH_SPANS
+                # traces: looking further ahead would cost O(count) per batch (a hang for a
+                # huge --count without a rate)
+                k = schedule.due(i, min(plan.count - i, MAX_BATCH_SPANS))
                 for j in range(i, i + k):
                     graph = graphs[j % len(graphs)]
                     offset = schedule.offset(j) if offsets is None else float(offsets[j])
