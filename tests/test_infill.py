@@ -4,6 +4,7 @@ laws of `infill`: every filled graph passes the oracle and no known value change
 from __future__ import annotations
 
 import json
+import math
 import random
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from tracegrammar.infilling import (
     digits_fit,
     eligible,
     fill,
+    log_prior,
     mask,
     missing_parts,
     parse_answer,
@@ -208,6 +210,24 @@ def test_frequency_baseline_picks_the_most_common_allowed_value():
     assert filled.by_id["0.1"].destination == "MS_2"
 
 
+def test_log_prior_backs_off_from_the_service_to_the_source():
+    def graph(service: str, d: str) -> CallGraph:
+        return CallGraph(
+            service,
+            (Edge("0", "USER", "MS_1", "http", 0, 5), Edge("0.1", "MS_1", d, "rpc", 1, 2)),
+        )
+
+    # in S_1, MS_1 calls MS_3 once; across services MS_1 calls MS_2 five times
+    freq = Frequencies.from_graphs([graph("S_1", "MS_3")] + [graph("S_2", "MS_2")] * 5)
+    options = ("MS_2", "MS_3", "MS_4")
+    part = Part("0.1", "destination")
+    in_s1 = log_prior(mask(graph("S_1", "MS_3"), part), part, "destination", options, freq)
+    assert in_s1[1] > in_s1[0] > in_s1[2]  # the service's own count wins, the source's next
+    unseen = log_prior(mask(graph("S_9", "MS_3"), part), part, "destination", options, freq)
+    assert unseen[0] > unseen[1] > unseen[2]  # a service never seen: the source's counts
+    assert abs(sum(math.exp(v) for v in unseen) - 1) < 1e-9  # a distribution over the options
+
+
 def test_digits_fit_follows_the_range():
     r = IntRange(12, 130)
     assert digits_fit("1", r) and digits_fit("13", r) and digits_fit("130", r)
@@ -364,6 +384,32 @@ def test_model_writes_only_allowed_values(tiny_model, pair):
     parts = missing_parts(masked)
     if parts:
         assert free_answer(tiny_model, masked, parts[0]).endswith("\n")
+
+
+def test_combined_chooser_adds_the_frequency_prior(tiny_model):
+    from tracegrammar.decoding.infill import ModelChooser
+
+    graphs = [
+        CallGraph(
+            "S_1", (Edge("0", "USER", "MS_1", "http", 0, 5), Edge("0.1", "MS_1", d, "rpc", 1, 2))
+        )
+        for d in ["MS_2"] * 50 + ["MS_3"]
+    ]
+    reference = Reference.from_graphs(graphs)
+    part = Part("0.1", "destination")
+    masked = mask(graphs[0], part)
+    model = ModelChooser(tiny_model)
+    combined = ModelChooser(tiny_model, Frequencies.from_graphs(graphs), prior=True)
+    options = ("MS_2", "MS_3")
+    picked_by_model = fill(masked, [part], reference, model).by_id["0.1"].destination
+    scores = combined._layer_scores(masked, part, "destination", options)
+    assert scores is not None
+    prior = log_prior(masked, part, "destination", options, combined.freq)
+    want = options[max(range(2), key=lambda i: (scores[i] + prior[i], -i))]
+    assert fill(masked, [part], reference, combined).by_id["0.1"].destination == want
+    assert picked_by_model in options
+    with pytest.raises(ValueError, match="freq"):
+        ModelChooser(tiny_model, prior=True)
 
 
 def test_bench_summary_on_a_small_sample(tmp_path, shared_data: Path):

@@ -335,6 +335,10 @@ def test_every_code_is_documented_and_tested():
             "E_UNSEEN_CALL",
             "E_LEAF_PARENT",
             "E_SEMANTIC_REACH",
+            # requested attributes: tests/test_attributes.py
+            "E_HIGH_LATENCY",
+            "E_MISSING_CALL",
+            "E_NO_UNCOMMON_CALL",
             "E_SCRATCH",
             "E_COND_MISSING",
             "E_SYNTAX",

@@ -239,15 +239,32 @@ class ProbabilisticBaseline:
     def _tree(self, num_edges: int, depth: int, rng: np.random.Generator) -> list[_Node]:
         """A tree with exactly `num_edges` calls and depth `depth`: a spine down to `depth`, then
         each remaining call under a node shallower than `depth`, chosen with weight
-        P(children > c | depth) / P(children >= c | depth) for a node with c children so far."""
+        P(children > c | depth) / P(children >= c | depth) for a node with c children so far.
+
+        Each parent is the one `rng.choice` would pick among the open nodes (shallower than
+        `depth`, in creation order) with those weights, from the same one uniform draw, so the
+        trees are those of the earlier quadratic builder; `_ParentPicker` finds it in O(log n)."""
+        weights: dict[tuple[int, int], float] = {}
+
+        def weight(node: _Node) -> float:
+            key = (node.depth, len(node.kids))
+            if key not in weights:
+                weights[key] = self._continue(*key)
+            return weights[key]
+
         nodes = [_Node(parent=None, depth=1)]
         for d in range(2, depth + 1):
             _attach(nodes, len(nodes) - 1, d)
+        picker = _ParentPicker(num_edges)
+        for i, node in enumerate(nodes):
+            if node.depth < depth:
+                picker.set(i, weight(node))
         for _ in range(num_edges - depth):
-            open_ = [i for i, node in enumerate(nodes) if node.depth < depth]
-            w = np.array([self._continue(nodes[i].depth, len(nodes[i].kids)) for i in open_])
-            parent = open_[int(rng.choice(len(open_), p=w / w.sum()))]
+            parent = picker.draw(rng)
             _attach(nodes, parent, nodes[parent].depth + 1)
+            picker.set(parent, weight(nodes[parent]))
+            if nodes[-1].depth < depth:
+                picker.set(len(nodes) - 1, weight(nodes[-1]))
         for node in nodes:  # the spine child need not be the first one
             node.kids = [node.kids[i] for i in rng.permutation(len(node.kids))]
         return nodes
@@ -360,6 +377,69 @@ def _choose(weights: dict[str, int], rng: np.random.Generator) -> str:
     values = list(weights)
     p = np.array([weights[v] for v in values], float)
     return values[int(rng.choice(len(values), p=p / p.sum()))]
+
+
+class _ParentPicker:
+    """Weighted draws among positions 0..capacity-1 (weight 0: not drawable) that give exactly
+    what `rng.choice(len(w), p=w / w.sum())` gives over the positive weights `w` in position
+    order, in O(log n) per draw and per weight change instead of O(n).
+
+    numpy's `Generator.choice` with `p` (replace=True, one sample) takes `cdf = p.cumsum();
+    cdf /= cdf[-1]`, draws one `random()` u and returns `cdf.searchsorted(u, side="right")`:
+    the first position whose cumulative share exceeds u. Here the weights sit in the leaves of a
+    binary sum tree; a descent finds the leaf whose interval holds `u * total`. Rounding makes
+    both computations inexact, but by less than `slack * total` (a bound on the error of either
+    sum, with a wide margin); when `u * total` lies farther than that from both ends of the
+    leaf's interval, numpy's computation picks the same leaf. Otherwise (about once in 10^10
+    draws) the draw is recomputed numpy's way from the same u. Either way the generator
+    consumes exactly one double per draw, as `choice` does."""
+
+    def __init__(self, capacity: int, slack: float | None = None) -> None:
+        self.size = 1 << max(0, capacity - 1).bit_length()
+        self.tree = [0.0] * (2 * self.size)
+        self.used = 0  # positions 0..used-1 have been set
+        #: how close (as a share of the total) to an interval's end a draw is recomputed
+        self.slack = (capacity + 64) * 2.0**-48 if slack is None else slack
+        self.recomputed = 0
+
+    def set(self, position: int, weight: float) -> None:
+        tree = self.tree
+        i = self.size + position
+        tree[i] = weight
+        i >>= 1
+        while i:  # sums recomputed from the children: no drift from repeated updates
+            tree[i] = tree[2 * i] + tree[2 * i + 1]
+            i >>= 1
+        self.used = max(self.used, position + 1)
+
+    def draw(self, rng: np.random.Generator) -> int:
+        u = rng.random()
+        tree, size = self.tree, self.size
+        total = tree[1]
+        target = u * total
+        i, before = 1, 0.0
+        while i < size:
+            left = 2 * i
+            if target < before + tree[left]:
+                i = left
+            else:
+                before += tree[left]
+                i = left + 1
+        weight = tree[i]
+        margin = self.slack * total
+        if weight > 0 and target - before > margin and before + weight - target > margin:
+            return i - size
+        self.recomputed += 1
+        return self._exact(u)
+
+    def _exact(self, u: float) -> int:
+        """numpy's `choice` computation on the positive weights, with the uniform `u`."""
+        leaves = np.array(self.tree[self.size : self.size + self.used])
+        positions = np.flatnonzero(leaves > 0)
+        w = leaves[positions]
+        cdf = (w / w.sum()).cumsum()
+        cdf /= cdf[-1]
+        return int(positions[int(cdf.searchsorted(u, side="right"))])
 
 
 def _attach(nodes: list[_Node], parent: int, depth: int) -> None:

@@ -46,6 +46,11 @@ CODES: dict[str, str] = {
     "E_LATENCY": "the root call finishes within the requested latency",
     "E_UNSEEN_CALL": "every (source, destination, type) call is in the reference set",
     "E_LEAF_PARENT": "a call of a type the reference never saw with children (mc, db, mq) has none",
+    # requested attributes (`oracle.check_attributes`, against the reference's statistics)
+    "E_HIGH_LATENCY": "the root call finishes at or above the service's 90th percentile latency",
+    "E_MISSING_CALL": "every requested (source, destination, type) call appears",
+    "E_NO_UNCOMMON_CALL": "at least one call appears that is in under 10% of the service's real "
+    "graphs",
     # one layer
     "E_LAYER_STRUCTURE": "layers nest into one tree (one layer per subgraph block)",
     "E_COND_MISSING": "a layer states all its conditions",

@@ -30,6 +30,7 @@ The text the model reads is the `infill` grammar (grammars/infill.lark): `render
 
 from __future__ import annotations
 
+import math
 import random
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -384,6 +385,30 @@ class Frequencies:
 
     def destinations_from(self, source: str) -> Counter[str]:
         return self.dest_any.get(source, Counter())
+
+
+def log_prior(
+    graph: CallGraph, part: Part, field: str, options: Sequence[str], f: Frequencies
+) -> list[float]:
+    """log p(option) from the counts of `f` in the option's context, smoothed by backing off: for a
+    destination p(d | service, source) with a Dirichlet prior (weight 1) on p(d | source), itself
+    add-one smoothed over `options`; for a type p(t | source, destination) backing off to the
+    overall type counts the same way. What the `combined` chooser adds to the model's scores."""
+    e = graph.by_id[part.rpc_id]
+    source = _source(graph, e) or ""
+    if field == "destination":
+        ctx = f.dest.get((graph.service, source), Counter())
+        wide = f.dest_any.get(source, Counter())
+    else:
+        ctx = f.types.get((source, e.destination or ""), Counter())
+        wide = f.types_any
+    n_ctx = sum(ctx[o] for o in options)
+    n_wide = sum(wide[o] for o in options)
+    out = []
+    for o in options:
+        p_wide = (wide[o] + 1) / (n_wide + len(options))
+        out.append(math.log((ctx[o] + p_wide) / (n_ctx + 1)))
+    return out
 
 
 def _most_common(options: Sequence[str], *counters: Counter[str]) -> str:

@@ -54,6 +54,16 @@ def timestamp_from_record(value: Any) -> float | None:
     )
 
 
+def stamp_record(record: dict[str, Any], base_epoch_ns: int | None) -> dict[str, Any]:
+    """The record with `timestamp` set to `base_epoch_ns` (after `service`, as `graph_to_dict`
+    writes it); the record itself when the base is None."""
+    if base_epoch_ns is None:
+        return record
+    stamp = format_time((base_epoch_ns // 1_000_000) / 1000)
+    rest = {k: v for k, v in record.items() if k not in ("service", "timestamp")}
+    return {"service": record.get("service"), "timestamp": stamp, **rest}
+
+
 def generation_record(generation: Any) -> dict[str, Any]:
     """The JSON Lines record `generate` writes for one `Generation`: the graph with its verdict
     and request, or (no graph could be parsed) the service and the start of the text."""
@@ -256,6 +266,18 @@ def atomic_writer(
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_figure(fig: Any, path: str | Path, **savefig_kwargs: Any) -> Path:
+    """Save a matplotlib figure to `path` through `atomic_writer`: a failing render or a full
+    disk leaves neither a truncated picture nor a temporary file (a file already at `path` stays
+    as it was). The format is `format=` if given, else the suffix (png without one). The figure
+    is not closed (a pyplot figure: `plt.close(fig)` after)."""
+    target = Path(path)
+    fmt = savefig_kwargs.pop("format", None) or target.suffix[1:].lower() or "png"
+    with atomic_writer(target, "wb") as fh:
+        fig.savefig(fh, format=fmt, **savefig_kwargs)
+    return target
 
 
 def write_jsonl(graphs: Iterable[CallGraph | dict[str, Any]], path: str | Path) -> int:

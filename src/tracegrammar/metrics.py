@@ -517,14 +517,10 @@ def _plot_heavy_hitters(plt: Any, overlap: Mapping[int, float], path: Path) -> P
 
 def _save(plt: Any, fig: Any, path: Path) -> Path:
     """Write the figure atomically (a full disk never leaves a truncated PNG)."""
-    import io
+    from .io import write_figure
 
-    from .io import atomic_writer
-
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, dpi=100, format="png")
-    plt.close(fig)
-    with atomic_writer(path, "wb") as fh:
-        fh.write(buf.getvalue())
-    return path
+    try:
+        fig.tight_layout()
+        return write_figure(fig, path, dpi=100)
+    finally:
+        plt.close(fig)

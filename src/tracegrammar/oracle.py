@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from .codes import CODES, MAX_ID_PART_DIGITS, MAX_NAME_CHARS
 from .constraints import MS_RE, SERVICE_RE, Constraints
 from .encode import LAYER_ENCODINGS, ParsedLayer, ParseError, parse_layer_text, parse_tabular
-from .reference import Reference
+from .reference import UNCOMMON_SHARE, Reference
 from .rules import (
     BLOCK_COPY_FIELDS,
     BLOCK_INT_FIELDS,
@@ -233,6 +233,32 @@ def _constraints(g: CallGraph, c: Constraints) -> list[Violation]:
         out.append(_v("E_DEPTH", "graph", g.depth, f"depth == {c.depth}"))
     if c.latency is not None and g.latency > c.latency:
         out.append(_v("E_LATENCY", "graph", g.latency, f"latency <= {c.latency}"))
+    return out
+
+
+def check_attributes(
+    graph: CallGraph, constraints: Constraints, reference: Reference | None
+) -> list[Violation]:
+    """Violations of the requested attributes (`high_latency`, `include_calls`,
+    `uncommon_call`), judged against the reference's per-service statistics: the root call
+    finishes at or above the service's 90th percentile (E_HIGH_LATENCY); every requested call
+    appears (E_MISSING_CALL); some call appears that is in under 10% of the service's graphs
+    (E_NO_UNCOMMON_CALL; a call the service never made does not count). Without statistics the
+    latency and uncommon checks cannot pass."""
+    c, out = constraints, []
+    stats = reference if reference is not None and reference.has_attribute_stats else None
+    calls = {(e.source, e.destination, e.type) for e in graph.edges}
+    if c.high_latency:
+        p90 = stats.latency_p90(c.service) if stats is not None else None
+        if p90 is None or graph.latency < p90:
+            out.append(_v("E_HIGH_LATENCY", "graph", graph.latency, f"latency >= {p90}"))
+    for call in c.include_calls:
+        if call not in calls:
+            out.append(_v("E_MISSING_CALL", "graph", ",".join(call)))
+    if c.uncommon_call:
+        uncommon = stats.uncommon_calls(c.service, UNCOMMON_SHARE) if stats is not None else ()
+        if not any(call in uncommon for call in calls):
+            out.append(_v("E_NO_UNCOMMON_CALL", "graph", len(calls)))
     return out
 
 

@@ -3,7 +3,11 @@
 A `Reference` holds what a set of real graphs (the training split) shows about calls:
 
 - every (source, destination, type) call, and the same per service;
-- the call types that never have children (`leaf_types`: `mc`, `db`, `mq` in the samples).
+- the call types that never have children (`leaf_types`: `mc`, `db`, `mq` in the samples);
+- per service, for the requested attributes (`tracegrammar.attributes`): how many graphs it has,
+  the 90th percentile of their root latency, and for each call how many of its graphs contain it
+  (a call's share = graphs containing it / the service's graphs; under 10% is "uncommon").
+  References written before these statistics load without them (`has_attribute_stats`).
 
 Decoding asks it through a `CallScope`: the calls one request may make. A scope restricted to a
 service allows, from each caller, the calls seen from that caller in that service's graphs, and
@@ -15,7 +19,8 @@ allowed calls can hang below a call, so the decoder never starts a subtree it ca
 from __future__ import annotations
 
 import json
-from collections import defaultdict
+import math
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -31,6 +36,8 @@ ServiceCall = tuple[str, str, str, str]  # (service, source, destination, type)
 Calls = Mapping[str, tuple[str, ...]]
 
 FORMAT = "tracegrammar.reference/2"
+#: A call is uncommon in a service when it is in under this share of the service's graphs.
+UNCOMMON_SHARE = 0.1
 #: Written beside a trained adapter: the training graphs' reference (the default semantic rules).
 REFERENCE_FILE = "reference.json"
 
@@ -43,6 +50,10 @@ class Reference:
     service_calls: frozenset[ServiceCall] = field(default_factory=frozenset)
     #: Call types never seen with children (empty: no type is known to be a leaf).
     leaf_types: frozenset[str] = field(default_factory=frozenset)
+    #: (service, graphs, 90th percentile of root latency in ms), sorted by service.
+    service_stats: tuple[tuple[str, int, int], ...] = ()
+    #: (service, source, destination, type, graphs of the service containing the call), sorted.
+    service_call_graphs: tuple[tuple[str, str, str, str, int], ...] = ()
 
     @classmethod
     def from_graphs(cls, graphs: Iterable[CallGraph]) -> Reference:
@@ -50,15 +61,60 @@ class Reference:
         scoped: set[ServiceCall] = set()
         seen_types: set[str] = set()
         parent_types: set[str] = set()
+        latencies: dict[str, list[int]] = defaultdict(list)
+        containing: Counter[ServiceCall] = Counter()
         for g in graphs:
+            latencies[g.service].append(g.latency)
+            mine: set[ServiceCall] = set()
             for e in g.edges:
                 calls.add((e.source, e.destination, e.type))
-                scoped.add((g.service, e.source, e.destination, e.type))
+                mine.add((g.service, e.source, e.destination, e.type))
                 seen_types.add(e.type)
                 if e.rpc_id in g.children:
                     parent_types.add(e.type)
+            scoped |= mine
+            containing.update(mine)
         leaves = frozenset(t for t in seen_types - parent_types if t in CALL_TYPES)
-        return cls(frozenset(calls), frozenset(scoped), leaves)
+        stats = tuple(
+            (svc, len(lat), percentile(lat, 90)) for svc, lat in sorted(latencies.items())
+        )
+        counts = tuple(sorted((*call, n) for call, n in containing.items()))
+        return cls(frozenset(calls), frozenset(scoped), leaves, stats, counts)
+
+    @property
+    def has_attribute_stats(self) -> bool:
+        """Whether this reference has the per-service statistics (older files do not)."""
+        return bool(self.service_stats)
+
+    def service_graphs(self, service: str) -> int:
+        """Graphs of `service` in the reference set (0: unknown service or no statistics)."""
+        return self._stats.get(service, (0, 0))[0]
+
+    def latency_p90(self, service: str) -> int | None:
+        """The 90th percentile (nearest rank) of `service`'s root latency; None when unknown."""
+        hit = self._stats.get(service)
+        return hit[1] if hit else None
+
+    def call_share(self, service: str, call: Call) -> float:
+        """Share of `service`'s graphs that contain `call` (0.0 when never seen or unknown)."""
+        total = self.service_graphs(service)
+        return self._containing.get((service, *call), 0) / total if total else 0.0
+
+    def uncommon_calls(self, service: str, below: float = UNCOMMON_SHARE) -> frozenset[Call]:
+        """The calls seen in `service`'s graphs that appear in under `below` of them."""
+        return frozenset(
+            (s, d, t)
+            for (svc, s, d, t) in self._containing
+            if svc == service and self.call_share(service, (s, d, t)) < below
+        )
+
+    @cached_property
+    def _stats(self) -> dict[str, tuple[int, int]]:
+        return {svc: (n, p90) for svc, n, p90 in self.service_stats}
+
+    @cached_property
+    def _containing(self) -> dict[ServiceCall, int]:
+        return {(svc, s, d, t): n for svc, s, d, t, n in self.service_call_graphs}
 
     def __contains__(self, call: object) -> bool:
         return call in self.calls
@@ -111,6 +167,9 @@ class Reference:
             "service_calls": sorted(self.service_calls),
             "leaf_types": sorted(self.leaf_types),
         }
+        if self.has_attribute_stats:
+            data["service_stats"] = [list(row) for row in self.service_stats]
+            data["service_call_graphs"] = [list(row) for row in self.service_call_graphs]
         with atomic_writer(path) as fh:
             json.dump(data, fh)
 
@@ -129,9 +188,11 @@ class Reference:
             calls = frozenset(_tuple(c, 3) for c in data.get("calls", []))
             scoped = frozenset(_tuple(c, 4) for c in data.get("service_calls", []))
             leaves = frozenset(str(t) for t in data.get("leaf_types", []))
+            stats = tuple(_counted(r, 3, 1) for r in data.get("service_stats", []))
+            counts = tuple(_counted(r, 5, 4) for r in data.get("service_call_graphs", []))
         except (TypeError, ValueError) as exc:
             raise InputError(f"{path}: malformed reference entry: {exc}") from None
-        return cls(calls, scoped, leaves)  # type: ignore[arg-type]
+        return cls(calls, scoped, leaves, stats, counts)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -208,6 +269,22 @@ def _index(calls: Iterable[Call]) -> dict[str, dict[str, tuple[str, ...]]]:
     return {
         s: {d: tuple(sorted(ts)) for d, ts in sorted(by_d.items())} for s, by_d in index.items()
     }
+
+
+def percentile(values: Iterable[int], q: float) -> int:
+    """The nearest-rank `q`-th percentile of `values` (not empty)."""
+    ordered = sorted(values)
+    return ordered[max(math.ceil(q / 100 * len(ordered)) - 1, 0)]
+
+
+def _counted(item: object, size: int, strings: int) -> tuple[str | int, ...]:
+    """A row of `strings` strings followed by non-negative integers."""
+    if not isinstance(item, list | tuple) or len(item) != size:
+        raise ValueError(f"expected {size} values, got {item!r}")
+    numbers = item[strings:]
+    if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in numbers):
+        raise ValueError(f"expected counts, got {item!r}")
+    return (*(str(x) for x in item[:strings]), *numbers)
 
 
 def _tuple(item: object, size: int) -> tuple[str, ...]:

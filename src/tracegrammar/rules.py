@@ -233,6 +233,8 @@ class Draft:
     blocks: list[dict[str, int | str]] = field(default_factory=list)
     #: The semantic rules (None: any name, any type, any depth).
     calls: CallRules | None = None
+    #: Requested attributes planned for this layer (None: nothing planned).
+    plan: LayerPlan | None = None
 
     def cap(self, edge: Mapping[str, int | str] | None) -> int:
         """Levels of calls possible below a written call (unbounded without semantic rules)."""
@@ -289,12 +291,30 @@ def edge_rules(d: Draft, k: int, name: str) -> list[Rule]:
         rules = [Rule("E_FINISH_BOUND", IntSet.range(0, c.latency), "finish <= latency")]
         if isinstance(start, int):
             rules.append(Rule("E_START_AFTER_FINISH", IntSet.at_least(start), "start <= finish"))
+        if c.start_node == USER and d.plan is not None and d.plan.min_latency:
+            rules.append(
+                Rule(
+                    "E_HIGH_LATENCY",
+                    IntSet.at_least(d.plan.min_latency),
+                    f"root finish >= {d.plan.min_latency} (the service's 90th percentile)",
+                )
+            )
         return rules
     raise KeyError(f"no numeric rule for call field {name!r}")
 
 
 def block_rules(d: Draft, i: int, name: str) -> list[Rule]:
     """Rules for numeric field `name` of the i-th subgraph block (0-based)."""
+    rules = _block_rules(d, i, name)
+    planned = _planned_block(d, i)
+    if planned is not None:
+        extra = _planned_block_rule(d, i, name, planned)
+        if extra is not None:
+            rules.append(extra)
+    return rules
+
+
+def _block_rules(d: Draft, i: int, name: str) -> list[Rule]:
     c = d.conditions
     cur = d.blocks[i]
     before = d.blocks[:i]
@@ -508,25 +528,252 @@ def _destination_cap(d: Draft, name: str, kinds: Collection[str]) -> int:
 def allowed_destinations(d: Draft, k: int) -> frozenset[str] | None:
     """Semantic rules: destinations the k-th call may have: ones the caller is known to call,
     expandable enough that the layer's subgraph blocks stay possible. None: unrestricted."""
+    planned = _planned_edge(d, k)
     if d.calls is None:
-        return None
+        return None if planned is None else frozenset({planned.destination})
     known = d.calls.calls_from(d.conditions.start_node)
     if known is None:
-        return None
+        return None if planned is None else frozenset({planned.destination})
     need = _need(d, k)
-    return frozenset(m for m, kinds in known.items() if _destination_cap(d, m, kinds) >= need)
+    out = frozenset(m for m, kinds in known.items() if _destination_cap(d, m, kinds) >= need)
+    return out if planned is None else out & {planned.destination}
 
 
 def allowed_types(d: Draft, k: int) -> frozenset[str] | None:
     """Semantic rules: call types the k-th call may have. A call that may have to be expanded
     cannot be of a leaf type; None: unrestricted (the grammar still limits types to the calls
     seen from the caller)."""
+    planned = _planned_edge(d, k)
     if d.calls is None or _need(d, k) == 0:
-        return None
+        return None if planned is None else frozenset({planned.type})
     known = d.calls.calls_from(d.conditions.start_node)
     name = d.edges[k].get("dm")
     kinds = known.get(name, ()) if known is not None and isinstance(name, str) else CALL_TYPES
-    return frozenset(t for t in kinds if t not in d.calls.leaf_types)
+    out = frozenset(t for t in kinds if t not in d.calls.leaf_types)
+    return out if planned is None else out & {planned.type}
+
+
+# ------------------------------------------------------------------------------------------------
+# requested attributes: planned calls (tracegrammar.attributes plans them)
+# ------------------------------------------------------------------------------------------------
+#
+# A plan forces a tree of calls, rooted at the root call: each planned call sits in the first
+# slots of its layer (planned calls with planned calls below them first, so that the first
+# subgraph blocks expand them in order), and the subgraph block of a planned call must leave its
+# layer room for everything planned below it. `plan_layer_feasible` is the one statement of
+# "room": the numeric rules below only keep values for which it stays true, so a plan never
+# leads to a dead end, and the planner asks the same function before any model is touched.
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedCall:
+    """A call the plan puts in a layer, with the planned calls of the layer below it."""
+
+    destination: str
+    type: str
+    below: tuple[PlannedCall, ...] = ()
+
+    @property
+    def expands(self) -> bool:
+        return bool(self.below)
+
+    @property
+    def levels(self) -> int:
+        """Levels of planned calls below this one (0: none)."""
+        return 1 + max(b.levels for b in self.below) if self.below else 0
+
+    @property
+    def size(self) -> int:
+        """Planned calls in this subtree, this one included."""
+        return 1 + sum(b.size for b in self.below)
+
+
+@dataclass(frozen=True, slots=True)
+class LayerPlan:
+    """What the plan asks of one layer: its first calls, and (root layer) the least latency."""
+
+    calls: tuple[PlannedCall, ...] = ()
+    min_latency: int = 0
+
+
+def planned_cap(calls: CallRules | None, call: PlannedCall) -> int:
+    """Levels of calls that can hang below a planned call under the semantic rules."""
+    if calls is None:
+        return UNBOUNDED
+    return 0 if call.type in calls.leaf_types else calls.reach(call.destination)
+
+
+def plan_min_edges(call: PlannedCall, depth: int, calls: CallRules | None) -> int | None:
+    """The fewest num_edges of the layer below `call` with remaining_depth `depth` that can hold
+    everything planned below it; None when no num_edges can."""
+    best: int | None = None
+    for nce in range(max(1, len(call.below)), len(call.below) + 2):
+        for nsg in range(_expanders(call), _expanders(call) + 2):
+            need = _layer_need(call, depth, nce, nsg, calls)
+            if need is not None and (best is None or nce + need < best):
+                best = nce + need
+    return best
+
+
+def plan_layer_feasible(
+    call: PlannedCall, ne: int, depth: int, nce: int, nsg: int, calls: CallRules | None
+) -> bool:
+    """Whether a layer below `call` with these conditions can hold what is planned below it."""
+    if depth > ne - 1 or nce not in current_edges_range(ne, depth):
+        return False
+    if nsg not in subgraphs_range(ne, depth, nce):
+        return False
+    need = _layer_need(call, depth, nce, nsg, calls)
+    return need is not None and ne - nce >= need
+
+
+def _expanders(call: PlannedCall) -> int:
+    return sum(1 for b in call.below if b.expands)
+
+
+def _least_block(call: PlannedCall, below: int, calls: CallRules | None) -> int | None:
+    """The fewest num_edges of the block expanding planned `call` with remaining_depth at most
+    `below` (None: none fits)."""
+    options = [plan_min_edges(call, r, calls) for r in range(max(call.levels - 1, 0), below + 1)]
+    found = [o for o in options if o is not None]
+    return min(found) if found else None
+
+
+def _layer_need(
+    call: PlannedCall, depth: int, nce: int, nsg: int, calls: CallRules | None
+) -> int | None:
+    """Edges the subgraph blocks of the layer below `call` need (None: impossible) with these
+    conditions: each planned block its least, every other block one, plus the deep block's."""
+    planned = call.below
+    e, p = _expanders(call), len(planned)
+    if nce < p or nsg < e or nsg > nce or depth < call.levels - 1:
+        return None
+    if depth >= planned_cap(calls, call):  # the calls below `call` cannot go that deep
+        return None
+    if depth == 0:
+        return 0 if nsg == 0 and e == 0 else None
+    least = [_least_block(b, depth - 1, calls) for b in planned[:e]]
+    if any(m is None for m in least):
+        return None
+    mins = [m for m in least if m is not None]
+    extra = nsg - e
+    capable_planned = sum(1 for b in planned[e:] if planned_cap(calls, b) >= 1)
+    if extra > capable_planned + (nce - p):
+        return None
+    deep: list[int] = []
+    for b, m in zip(planned[:e], mins, strict=True):
+        exact = plan_min_edges(b, depth - 1, calls) if planned_cap(calls, b) >= depth else None
+        if exact is not None:
+            deep.append(exact - m)
+    if extra >= 1 and (nce > p or any(planned_cap(calls, b) >= depth for b in planned[e:])):
+        deep.append(depth - 1)
+    if not deep:
+        return None
+    return sum(mins) + extra + min(deep)
+
+
+def _planned_edge(d: Draft, k: int) -> PlannedCall | None:
+    if d.plan is None or k >= len(d.plan.calls):
+        return None
+    return d.plan.calls[k]
+
+
+def _planned_block(d: Draft, i: int) -> PlannedCall | None:
+    if d.plan is None:
+        return None
+    expanders = [b for b in d.plan.calls if b.expands]
+    return expanders[i] if i < len(expanders) else None
+
+
+def _rest_need(d: Draft, i: int, deep_done: bool) -> int | None:
+    """Edges the blocks after the i-th need (None: they cannot be written)."""
+    assert d.plan is not None
+    c = d.conditions
+    depth = c.remaining_depth
+    expanders = [b for b in d.plan.calls if b.expands]
+    e = len(expanders)
+    total = 0
+    deep: list[int] = []
+    for k in range(i + 1, c.num_subgraphs):
+        if k < e:
+            m = _least_block(expanders[k], depth - 1, d.calls)
+            if m is None:
+                return None
+            total += m
+            if not deep_done and planned_cap(d.calls, expanders[k]) >= depth:
+                exact = plan_min_edges(expanders[k], depth - 1, d.calls)
+                if exact is not None:
+                    deep.append(exact - m)
+        else:
+            total += 1
+    if not deep_done and c.num_subgraphs > max(e, i + 1):
+        first = max(e, i + 1)
+        prev = d.blocks[first - 1].get("edge") if first - 1 < len(d.blocks) else None
+        prev = prev if isinstance(prev, int) else c.start_edge_id + e - 1
+        if d.capable_after(prev, depth) >= 1:
+            deep.append(depth - 1)
+    if not deep_done:
+        if not deep:
+            return None
+        total += min(deep)
+    return total
+
+
+def _planned_block_rule(d: Draft, i: int, name: str, planned: PlannedCall) -> Rule | None:
+    """What the i-th block (which expands the i-th planned call with calls planned below it)
+    must keep room for."""
+    c = d.conditions
+    cur = d.blocks[i]
+    code, what = "E_MISSING_CALL", "the block leaves room for the planned calls below it"
+    if name == "edge":
+        return Rule(code, IntSet.exactly(c.start_edge_id + i), "the block expands its planned call")
+    ne = cur.get("num_edges")
+    if name == "num_edges":
+        left = _left_before(d, i)
+        done = not _needs_deep(d, i)
+        out = IntSet()
+        least = _least_block(planned, c.remaining_depth - 1, d.calls)
+        rest = _rest_need(d, i, done)
+        if least is not None and rest is not None:
+            out |= IntSet.range(least, left - rest)
+        if not done and planned_cap(d.calls, planned) >= c.remaining_depth:
+            deep = plan_min_edges(planned, c.remaining_depth - 1, d.calls)
+            rest = _rest_need(d, i, True)
+            if deep is not None and rest is not None:
+                out |= IntSet.range(deep, left - rest)
+        return Rule(code, out, what)
+    if not isinstance(ne, int):
+        return None
+    if name == "remaining_depth":
+        ok = IntSet()
+        for r in range(0, min(ne, c.remaining_depth)):
+            least = plan_min_edges(planned, r, d.calls)
+            if least is not None and least <= ne:
+                ok |= IntSet.exactly(r)
+        if _needs_deep(d, i):
+            rest = _rest_need(d, i, False)
+            if rest is None or _left_before(d, i) - ne < rest:
+                ok &= IntSet.exactly(c.remaining_depth - 1)
+        return Rule(code, ok, what)
+    rd = cur.get("remaining_depth")
+    if not isinstance(rd, int):
+        return None
+    if name == "num_current_edges":
+        ok = IntSet()
+        for nce in range(1, ne + 1):
+            if any(
+                plan_layer_feasible(planned, ne, rd, nce, nsg, d.calls) for nsg in range(0, nce + 1)
+            ):
+                ok |= IntSet.exactly(nce)
+        return Rule(code, ok, what)
+    nce = cur.get("num_current_edges")
+    if name == "num_subgraphs" and isinstance(nce, int):
+        ok = IntSet()
+        for nsg in range(0, nce + 1):
+            if plan_layer_feasible(planned, ne, rd, nce, nsg, d.calls):
+                ok |= IntSet.exactly(nsg)
+        return Rule(code, ok, what)
+    return None
 
 
 # ------------------------------------------------------------------------------------------------

@@ -421,8 +421,10 @@ def generate_workload(
 
     `method="model"`: the model writes the window's contexts (arrival, service, num_edges,
     depth, latency) under the context grammar and the window rules, then every graph is
-    generated under the layer constraints, all in one batch, one `Constraints` per context
-    (the context's latency is the graph's upper bound). Services come from the model's reference
+    generated under the layer constraints, one `Constraints` per context (the context's latency
+    is the graph's upper bound), in chunks of `distributed.CHUNK` seeded as `tracegrammar
+    generate` seeds them (chunk k: `chunk_seed(seed, k)`), so `run_workload_distributed` on Ray
+    actors gives the same graphs. Services come from the model's reference
     (the adapter's `reference.json`, or `reference`). `method="baseline"`: the probabilistic
     baseline fitted on `data` (a `ProbabilisticBaseline` or graphs) draws both.
 
@@ -446,7 +448,30 @@ def generate_workload(
     ).graphs
 
 
-def _stamp(graph: CallGraph, request: WindowRequest, context: WindowContext) -> CallGraph:
+def graph_requests(contexts: Sequence[WindowContext]) -> list[Any]:
+    """One `Constraints` per context: its service, num_edges and depth, its latency the graph's
+    upper bound."""
+    from .constraints import Constraints
+
+    return [
+        Constraints(c.service, num_edges=c.num_edges, depth=c.depth, latency=c.latency)
+        for c in contexts
+    ]
+
+
+def arrival_offsets(graphs: Sequence[CallGraph], start: float) -> list[float]:
+    """Each stamped graph's arrival in seconds after `start` (a window's start): what
+    `exports.send.send_graphs(offsets=...)` keeps when it sends a workload."""
+    out = []
+    for g in graphs:
+        if g.timestamp is None:
+            raise ConstraintError(f"graph of {g.service} has no timestamp", "timestamp")
+        out.append(g.timestamp - start)
+    return out
+
+
+def stamp_graph(graph: CallGraph, request: WindowRequest, context: WindowContext) -> CallGraph:
+    """The graph stamped with the context's arrival in the request's window."""
     return dataclasses.replace(graph, timestamp=context.timestamp(request.start))
 
 
@@ -462,7 +487,7 @@ def _baseline_workload(request: WindowRequest, data: Any, seed: int) -> Workload
     for i, c in enumerate(contexts):
         wanted = Constraints(c.service, num_edges=c.num_edges, depth=c.depth, latency=c.latency)
         graph = base.sample(wanted, 1, seed=seed * 1_000_003 + i)[0]
-        graphs.append(_stamp(graph, request, c))
+        graphs.append(stamp_graph(graph, request, c))
     return Workload(request, contexts, graphs, "baseline", seed)
 
 
@@ -476,10 +501,10 @@ def _model_workload(
     max_edges: int | None,
     progress: bool,
 ) -> Workload:
-    from .constraints import Constraints
     from .decoding.context import write_windows
     from .decoding.driver import generate
     from .decoding.models import resolve_model
+    from .distributed.plan import CHUNK, chunk_seed
 
     lm = resolve_model(model)
     windows, stats = write_windows(
@@ -492,19 +517,18 @@ def _model_workload(
         max_edges=max_edges,
     )
     contexts = list(windows[0].contexts)
-    wanted = [
-        Constraints(c.service, num_edges=c.num_edges, depth=c.depth, latency=c.latency)
-        for c in contexts
-    ]
-    graphs = generate(
-        wanted,
-        temperature=temperature,
-        top_k=top_k,
-        seed=seed,
-        model=lm,
-        reference=reference,
-        progress=progress,
-    )
-    stamped_graphs = [_stamp(g, request, c) for g, c in zip(graphs, contexts, strict=True)]
+    wanted = graph_requests(contexts)
+    graphs = []
+    for k in range(0, len(wanted), CHUNK):
+        graphs += generate(
+            wanted[k : k + CHUNK],
+            temperature=temperature,
+            top_k=top_k,
+            seed=chunk_seed(seed, k // CHUNK),
+            model=lm,
+            reference=reference,
+            progress=progress,
+        )
+    stamped_graphs = [stamp_graph(g, request, c) for g, c in zip(graphs, contexts, strict=True)]
     measured = {"context_wall_s": stats.wall_s, "context_forward_passes": stats.forward_passes}
     return Workload(request, contexts, stamped_graphs, "model", seed, windows[0].text, measured)

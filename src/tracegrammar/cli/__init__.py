@@ -89,14 +89,20 @@ def version() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    from .common import Parser
+
+    p = Parser(
         prog="tracegrammar",
         description="Synthetic microservice call graphs from a grammar-constrained LLM.",
     )
     p.add_argument("--version", action="version", version=f"tracegrammar {version()}")
-    sub = p.add_subparsers(metavar="COMMAND")
+    sub = p.add_subparsers(
+        metavar="COMMAND", required=True, help="the command to run (COMMAND --help: its flags)"
+    )
     for name, help_text, module, register in COMMANDS:
         getattr(import_module(f"{__name__}.{module}"), register)(
-            sub.add_parser(name, help=help_text)
+            sub.add_parser(
+                name, help=help_text, description=help_text[:1].upper() + help_text[1:] + "."
+            )
         )
     return p

@@ -4,18 +4,28 @@ the frozen options the benchmarks run on (`evaluation.validity`, `evaluation.fid
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 from ..errors import UsageError
 from ..evaluation.fidelity import CHUNK, GRAPHS, SLOW_GRAPHS, SOURCES, FidelityOptions
 from ..evaluation.grid import MODES, Cell
-from ..evaluation.validity import ValidityOptions
+from ..evaluation.validity import ValidityOptions, plan
 from ..grammar import ENCODINGS
-from .common import comma_choices, comma_floats, comma_list, model_label, resolve_adapter
+from .common import (
+    check_model_flags,
+    comma_choices,
+    comma_floats,
+    comma_list,
+    model_label,
+    resolve_adapter,
+)
 
 
 def register_bench(p: argparse.ArgumentParser) -> None:
-    sub = p.add_subparsers(metavar="BENCH")
+    sub = p.add_subparsers(
+        metavar="BENCH", required=True, help="which benchmark (BENCH --help: its flags)"
+    )
     register_validity(sub.add_parser("validity", help="validity over the num_edges x depth grid"))
     register_fidelity(
         sub.add_parser("fidelity", help="every source side by side against the validation split")
@@ -90,16 +100,20 @@ def cmd_workload_bench(args: argparse.Namespace) -> int:
 
 
 def register_infill_bench(p: argparse.ArgumentParser) -> None:
-    from ..evaluation.infill import METHODS, InfillOptions
+    from ..evaluation.infill import METHODS, TASKS, InfillOptions
 
     d = InfillOptions()
-    p.add_argument("--data", default=d.data, help=f"real traces (default {d.data})")
-    p.add_argument("--n", type=int, default=d.n, help=f"cases per task (default {d.n})")
-    p.add_argument("--out", default=d.out, help=f"output folder (default {d.out})")
-    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--data", default=d.data, help="real traces")
+    p.add_argument("--n", type=int, default=d.n, help="cases per task")
+    p.add_argument("--out", default=d.out, help="output folder")
+    p.add_argument("--seed", type=int, default=d.seed, help="random seed of the masked cases")
     p.add_argument(
         "--methods", type=comma_list, default=list(METHODS),
-        help=f"comma-separated (default {','.join(METHODS)})",
+        help=f"infilling methods, comma-separated, from {', '.join(METHODS)}",
+    )  # fmt: skip
+    p.add_argument(
+        "--tasks", type=comma_list, default=list(TASKS),
+        help=f"comma-separated tasks to draw cases for (default {','.join(TASKS)})",
     )  # fmt: skip
     p.add_argument(
         "--no-recover", action="store_true",
@@ -120,7 +134,6 @@ def register_infill_bench(p: argparse.ArgumentParser) -> None:
 
 def cmd_infill_bench(args: argparse.Namespace) -> int:
     from ..evaluation.infill import InfillOptions, check_options, run_infill
-    from .common import check_model_flags
 
     check_model_flags(args.model, args.adapter)
     opts = InfillOptions(
@@ -129,6 +142,7 @@ def cmd_infill_bench(args: argparse.Namespace) -> int:
         n=args.n,
         seed=args.seed,
         methods=tuple(args.methods),
+        tasks=tuple(args.tasks),
         recover=not args.no_recover,
         recover_with=args.recover_with,
         time_limit=args.time_limit,
@@ -152,9 +166,7 @@ def register_validity(v: argparse.ArgumentParser) -> None:
         "--data", default=defaults.data, help="real traces for prompts and the reference set"
     )
     v.add_argument("--out", default=defaults.out, help="output folder (resumes if present)")
-    v.add_argument(
-        "--samples", type=int, default=defaults.samples, help="samples per cell (default 50)"
-    )
+    v.add_argument("--samples", type=int, default=defaults.samples, help="samples per cell")
     v.add_argument(
         "--cells", type=int, default=0, help="a seeded random subset of this many cells (0: all)"
     )
@@ -163,15 +175,25 @@ def register_validity(v: argparse.ArgumentParser) -> None:
         type=parse_cells,
         help="just these cells, as NUM_EDGESxDEPTH separated by commas (e.g. 14x6,20x5)",
     )
-    v.add_argument("--max-edges", type=int, default=defaults.max_edges)
-    v.add_argument("--max-depth", type=int, default=defaults.max_depth)
-    v.add_argument("--temperatures", type=comma_floats, default=list(defaults.temperatures))
-    v.add_argument("--modes", type=comma_choices(MODES), default=list(MODES))
+    v.add_argument(
+        "--max-edges", type=int, default=defaults.max_edges, help="largest num_edges of the grid"
+    )
+    v.add_argument(
+        "--max-depth", type=int, default=defaults.max_depth, help="largest depth of the grid"
+    )
+    v.add_argument(
+        "--temperatures", type=comma_floats, default=list(defaults.temperatures),
+        help="sampling temperatures, comma-separated",
+    )  # fmt: skip
+    v.add_argument(
+        "--modes", type=comma_choices(MODES), default=list(MODES),
+        help=f"decoding modes, comma-separated, from {', '.join(MODES)}",
+    )  # fmt: skip
     v.add_argument(
         "--encodings",
         type=comma_choices(tuple(ENCODINGS)),
         default=list(defaults.encodings),
-        help="text encodings, comma-separated (default layer,tabular)",
+        help="text encodings, comma-separated",
     )
     # the earlier name of --encodings, kept working but hidden
     v.add_argument(
@@ -180,14 +202,14 @@ def register_validity(v: argparse.ArgumentParser) -> None:
         type=comma_choices(tuple(ENCODINGS)),
         help=argparse.SUPPRESS,
     )
-    v.add_argument("--seed", type=int, default=0)
+    v.add_argument("--seed", type=int, default=0, help="random seed (cells, prompts, sampling)")
     v.add_argument("--model", help="base model directory (default: embedded SmolLM2)")
     v.add_argument("--adapter", help="LoRA adapter (default: shipped; 'none' for the bare base)")
     v.add_argument(
         "--workers",
         type=int,
         default=1,
-        help="processes running cells side by side, each with its own model (default 1)",
+        help="processes running cells side by side, each with its own model",
     )
     v.add_argument(
         "--time-limit",
@@ -230,7 +252,33 @@ def cmd_validity(args: argparse.Namespace) -> int:
     if args.summary_only:
         return rewrite_summary(Path(args.out))
     opts = validity_options(args)
+    check_validity(opts)
     return run_validity(opts, model_label(opts.model, opts.adapter))
+
+
+def check_validity(opts: ValidityOptions) -> None:
+    """Every bad option fails here, in one line, before data, torch or a model is loaded."""
+    for flag, value, least in (("--samples", opts.samples, 1), ("--cells", opts.cells, 0),
+                               ("--max-edges", opts.max_edges, 1),
+                               ("--max-depth", opts.max_depth, 1),
+                               ("--workers", opts.workers, 1)):  # fmt: skip
+        if value < least:
+            raise UsageError(f"{flag} must be >= {least}, got {value}")
+    for flag, values in (("--temperatures", opts.temperatures), ("--modes", opts.modes),
+                         ("--encodings", opts.encodings)):  # fmt: skip
+        if not values:
+            raise UsageError(f"{flag}: name at least one")
+    bad = [t for t in opts.temperatures if not (math.isfinite(t) and t >= 0)]
+    if bad:
+        raise UsageError(f"--temperatures: each must be a finite number >= 0, got {bad[0]}")
+    if not opts.time_limit >= 0:
+        raise UsageError(f"--time-limit must be >= 0 (0: none), got {opts.time_limit}")
+    plan(opts)  # --only cells off the grid
+    if not Path(opts.data).exists():
+        raise UsageError(f"--data {opts.data}: no such file or folder")
+    if Path(opts.out).exists() and not Path(opts.out).is_dir():
+        raise UsageError(f"--out {opts.out}: exists and is not a folder")
+    check_model_flags(opts.model, opts.adapter)
 
 
 def parse_cells(text: str) -> list[Cell]:
@@ -249,23 +297,23 @@ def parse_cells(text: str) -> list[Cell]:
 
 
 def register_fidelity(f: argparse.ArgumentParser) -> None:
-    f.add_argument("--data", default="../shared/data", help="real traces (default ../shared/data)")
-    f.add_argument("--graphs", type=int, default=GRAPHS, help=f"per fast source (default {GRAPHS})")
+    f.add_argument("--data", default="../shared/data", help="real traces")
+    f.add_argument("--graphs", type=int, default=GRAPHS, help="graphs per fast source")
     f.add_argument(
         "--slow-graphs", type=int, default=SLOW_GRAPHS,
-        help=f"per slow source: global, novel, unconstrained (default {SLOW_GRAPHS})",
+        help="graphs per slow source: global, novel, unconstrained",
     )  # fmt: skip
     f.add_argument(
         "--sources", type=comma_list, default=list(SOURCES),  # checked by check_fidelity: one line
-        help=f"comma-separated, in table order (default {','.join(SOURCES)})",
+        help="sources, comma-separated, in table order",
     )  # fmt: skip
     f.add_argument(
         "--max-edges", type=int, default=0,
         help="prompts only from validation graphs with at most this many calls (default 0: all)",
     )  # fmt: skip
-    f.add_argument("--temperature", type=float, default=0.8)
-    f.add_argument("--chunk", type=int, default=CHUNK, help=f"prompts per call (default {CHUNK})")
-    f.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples (default 200)")
+    f.add_argument("--temperature", type=float, default=0.8, help="sampling temperature")
+    f.add_argument("--chunk", type=int, default=CHUNK, help="prompts per call")
+    f.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples")
     f.add_argument("--out", default="bench/results/fidelity", help="output folder (resumes)")
     f.add_argument("--model", help="base model directory (default: embedded SmolLM2)")
     f.add_argument("--adapter", help="LoRA adapter (default: shipped; 'none' for the bare base)")
@@ -284,8 +332,8 @@ def check_fidelity(args: argparse.Namespace) -> None:
             raise UsageError(f"{flag} must be >= 1, got {value}")
     if args.max_edges < 0:
         raise UsageError(f"--max-edges must be >= 0 (0: all), got {args.max_edges}")
-    if not args.temperature >= 0:
-        raise UsageError(f"--temperature must be >= 0, got {args.temperature}")
+    if not (math.isfinite(args.temperature) and args.temperature >= 0):
+        raise UsageError(f"--temperature must be a finite number >= 0, got {args.temperature}")
     if not args.sources:
         raise UsageError("--sources: name at least one source")
     bad = [s for s in args.sources if s not in SOURCES]
@@ -293,6 +341,9 @@ def check_fidelity(args: argparse.Namespace) -> None:
         raise UsageError(f"--sources: unknown source {bad[0]!r}; choose from {', '.join(SOURCES)}")
     if not Path(args.data).exists():
         raise UsageError(f"--data {args.data}: no such file or folder")
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise UsageError(f"--out {args.out}: exists and is not a folder")
+    check_model_flags(args.model, args.adapter)
 
 
 def cmd_fidelity(args: argparse.Namespace) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any, NoReturn
 
 from ..constraints import ConstraintError, Constraints, check_request_size
 from ..errors import UsageError
@@ -17,6 +18,69 @@ from ..types import CallGraph
 
 #: The value of `--adapter` that means "the bare base model", in any case (`none`, `None` ...).
 NO_ADAPTER = "none"
+START_HELP = (
+    "when the first graph starts: an ISO 8601 time (no zone: UTC) or now; later graphs keep "
+    "their offsets from it (default: each graph's own timestamp, else 2024-01-01T00:00:00Z)"
+)
+
+
+def start_ns(value: str | None, flag: str = "--start") -> int | None:
+    """Epoch ns (whole ms) of a `--start` value, or None when the flag is not given; bad text
+    raises UsageError naming the flag and the value (`tracegrammar.times`)."""
+    if value is None:
+        return None
+    from ..times import epoch_ms, parse_time
+
+    return epoch_ms(parse_time(value, flag)) * 1_000_000
+
+
+def register_ray_and_send(
+    p: argparse.ArgumentParser,
+    ray_help: str,
+    rate_help: str = "traces per second when sending, e.g. 50/s (default: at once)",
+) -> None:
+    """`--ray [ADDRESS]`, `--workers`, `--send URL`, `--protocol` and `--rate`: the flags
+    `generate` and `workload` share (their checks: `check_ray_and_send`)."""
+    p.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS", help=ray_help)
+    p.add_argument("--workers", type=int, default=2, help="Ray actors, one model each")
+    p.add_argument(
+        "--send",
+        metavar="URL",
+        help="after writing, send the valid graphs' spans to this OTLP endpoint",
+    )
+    p.add_argument(
+        "--protocol", choices=("http", "grpc"), default="http", help="OTLP transport for --send"
+    )
+    p.add_argument("--rate", help=rate_help)
+
+
+def check_ray_and_send(args: argparse.Namespace) -> None:
+    """`--ray`, `--workers`, `--send` and `--rate`, before torch is imported: a bad value, or a
+    missing extra (named with the pip command that installs it), is one line."""
+    import importlib.util
+
+    from ..errors import MissingExtraError
+
+    if args.ray is not None:
+        if args.workers < 1:
+            raise UsageError(f"--workers must be >= 1, got {args.workers}")
+        if importlib.util.find_spec("ray") is None:
+            raise MissingExtraError("--ray", "ray")
+    if args.send is not None:
+        from urllib.parse import urlparse
+
+        parsed = urlparse(args.send)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise UsageError(f"--send must be an http:// or https:// URL, got {args.send!r}")
+        if importlib.util.find_spec("opentelemetry.sdk") is None:
+            raise MissingExtraError("--send", "send")
+    if args.rate is not None:
+        from ..exports.send import parse_rate
+
+        try:
+            parse_rate(args.rate)
+        except ValueError as exc:
+            raise UsageError(f"--rate: {exc}") from None
 
 
 def read_graphs(path: str | Path) -> Iterator[CallGraph]:
@@ -88,6 +152,56 @@ def constraints_from_flags(
     except ConstraintError as exc:
         raise UsageError(f"{flag_name(exc.field)}: {exc}") from None
     return c
+
+
+# ------------------------------------------------------------------------------------------------
+# help: every parser of the CLI shows each flag's default
+# ------------------------------------------------------------------------------------------------
+
+
+def format_default(value: object) -> str:
+    """How `--help` shows a default: lists and tuples as `a,b,c`, the rest as `str()`."""
+    if isinstance(value, list | tuple):
+        return ",".join(str(x) for x in value)
+    return str(value)
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Appends `(default: X)` to a flag's help where the flag has a default worth showing (not
+    None, not False, not an empty list) and the help does not already name it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        if (
+            text == argparse.SUPPRESS
+            or not action.option_strings
+            or isinstance(action, argparse._HelpAction | argparse._VersionAction)
+            or default is None
+            or default is False
+            or default is argparse.SUPPRESS
+            or (isinstance(default, list | tuple) and not default)
+            or "default" in text.lower()
+        ):
+            return action.help
+        shown = format_default(default).replace("%", "%%")
+        return f"{text} (default: {shown})" if text else f"(default: {shown})"
+
+
+class Parser(argparse.ArgumentParser):
+    """The CLI's parser: `HelpFormatter` unless told otherwise, and a bad flag is one line on
+    stderr like every other user error (exit 2). Subparsers are made by the parent's class, so
+    every nested command gets both."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        command = self.prog.removeprefix("tracegrammar").strip()
+        where = f"{command}: " if command else ""
+        line = " ".join(f"{where}{message} (see {self.prog} --help)".split())
+        self.exit(2, f"tracegrammar: error: {line}\n")
 
 
 # ------------------------------------------------------------------------------------------------

@@ -13,14 +13,16 @@ from ..traces import LoadReport, load_traces
 
 
 def register_data(p: argparse.ArgumentParser) -> None:
-    data = p.add_subparsers(metavar="ACTION")
+    data = p.add_subparsers(metavar="ACTION", required=True, help="what to do with the traces")
     stats = data.add_parser("stats", help="graphs, edges, depth/width histograms, drops by reason")
-    stats.add_argument("paths", nargs="+", metavar="PATH")
+    stats.add_argument(
+        "paths", nargs="+", metavar="PATH", help="trace files or folders (.csv, .csv.gz, .txt)"
+    )
     stats.add_argument("--dedupe", action="store_true", help="drop duplicate graphs")
     stats.add_argument("--json", action="store_true", help="print JSON instead of text")
     stats.set_defaults(func=cmd_data_stats)
     show = data.add_parser("show", help="one graph as layers (or tabular)")
-    show.add_argument("path", metavar="PATH")
+    show.add_argument("path", metavar="PATH", help="a trace file or folder")
     show.add_argument("--index", type=int, default=0, help="which graph (0-based)")
     show.add_argument("--encoding", default="layer", choices=tuple(ENCODINGS), help="text encoding")
     # `--format` is the export format in every other command; the old spelling still works here

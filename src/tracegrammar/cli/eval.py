@@ -76,9 +76,11 @@ def register_baseline(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num-edges", type=int, help="exact number of calls (default: drawn)")
     p.add_argument("--depth", type=int, help="exact depth (default: drawn)")
     p.add_argument("--latency", type=int, help="upper bound on the root finish time (ms)")
-    p.add_argument("-n", type=int, default=1, dest="n", help="number of graphs")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", required=True, metavar="FILE.jsonl")
+    p.add_argument("-n", type=int, default=1, dest="n", help="number of graphs to sample")
+    p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same graphs)")
+    p.add_argument(
+        "--out", required=True, metavar="FILE.jsonl", help="graphs to write (JSON Lines)"
+    )
     p.add_argument("--save-model", metavar="FILE.json", help="also write the fitted model")
     p.set_defaults(func=cmd_baseline)
 

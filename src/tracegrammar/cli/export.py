@@ -10,12 +10,12 @@ from itertools import islice
 
 from ..errors import UsageError
 from ..exports import EXPORT_FORMATS
-from .common import read_graphs
+from .common import START_HELP, read_graphs, start_ns
 
 
 def register_draw(p: argparse.ArgumentParser) -> None:
     p.add_argument("path", metavar="PATH", help="graphs (.jsonl) or a trace file or directory")
-    p.add_argument("--index", type=int, default=0, help="which graph (0-based, default 0)")
+    p.add_argument("--index", type=int, default=0, help="which graph (0-based)")
     p.add_argument("--out", required=True, metavar="FILE", help="picture to write (.png or .svg)")
     p.set_defaults(func=cmd_draw)
 
@@ -29,6 +29,7 @@ def register_export(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="zipkin-json: one file per trace in the folder --out (Zipkin's upload reads one)",
     )
+    p.add_argument("--start", metavar="TIME", help=START_HELP)
     p.set_defaults(func=cmd_export)
 
 
@@ -49,16 +50,16 @@ def cmd_draw(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from ..exports import write
 
+    base = start_ns(args.start)
+    if args.split and args.format != "zipkin-json":
+        raise UsageError(f"--split is for --format zipkin-json, got --format {args.format}")
     graphs = list(read_graphs(args.path))
     if args.split:
-        if args.format != "zipkin-json":
-            raise UsageError(f"--split is for --format zipkin-json, got --format {args.format}")
-        from ..exports import DEFAULT_BASE_EPOCH_NS
         from ..exports.zipkin import write_zipkin_split
 
-        paths = write_zipkin_split(graphs, args.out, DEFAULT_BASE_EPOCH_NS)
+        paths = write_zipkin_split(graphs, args.out, base)
         print(f"wrote {len(paths)} trace file(s) in {args.out} (zipkin-json)")
         return 0
-    write(graphs, args.out, args.format)
+    write(graphs, args.out, args.format, base_epoch_ns=base)
     print(f"wrote {args.out} ({len(graphs)} graph(s), {args.format})")
     return 0

@@ -31,9 +31,17 @@ from ..distributed.plan import CHUNK, chunk_seed
 from ..errors import UsageError
 from ..exports import EXPORT_FORMATS
 from ..grammar import ENCODINGS
-from ..io import atomic_writer, check_output_writable, generation_record
+from ..io import atomic_writer, check_output_writable, generation_record, stamp_record
 from ..types import CallGraph
-from .common import check_model_flags, constraints_from_flags, resolve_adapter
+from .common import (
+    START_HELP,
+    check_model_flags,
+    check_ray_and_send,
+    constraints_from_flags,
+    register_ray_and_send,
+    resolve_adapter,
+    start_ns,
+)
 
 
 def register_generate(p: argparse.ArgumentParser) -> None:
@@ -53,17 +61,13 @@ def register_generate(p: argparse.ArgumentParser) -> None:
         help=f"graphs per request (default 1; at most {MAX_GRAPHS_PER_RUN} in all)",
     )
     p.add_argument("--seed", type=int, help="random seed (same seed, same output)")
-    p.add_argument(
-        "--temperature", type=float, default=0.8, help="sampling temperature, 0: greedy (0.8)"
-    )
-    p.add_argument(
-        "--top-k", type=int, default=50, help="sample among the k likeliest, 0: all (50)"
-    )
+    p.add_argument("--temperature", type=float, default=0.8, help="sampling temperature, 0: greedy")
+    p.add_argument("--top-k", type=int, default=50, help="sample among the k likeliest, 0: all")
     p.add_argument(
         "--encoding",
         default="layer",
         choices=tuple(ENCODINGS),
-        help="text encoding the model writes (default layer)",
+        help="text encoding the model writes",
     )
     # the earlier name of --encoding, kept working but hidden: `--format` is the export format
     p.add_argument("--fmt", dest="encoding", choices=tuple(ENCODINGS), help=argparse.SUPPRESS)
@@ -88,31 +92,19 @@ def register_generate(p: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="LoRA adapter (default: the shipped adapter; 'none' for none)",
     )
-    p.add_argument(
-        "--format", default="jsonl", choices=EXPORT_FORMATS, help="export format (default jsonl)"
-    )
+    p.add_argument("--format", default="jsonl", choices=EXPORT_FORMATS, help="export format")
     p.add_argument(
         "--out",
         required=True,
         metavar="PATH",
         help="output file, or a directory (graphs.<ext> inside)",
     )
-    p.add_argument(
-        "--ray",
-        nargs="?",
-        const="local",
-        metavar="ADDRESS",
-        help="generate on Ray actors (no address: a local cluster; 'auto' or HOST:6379 joins "
-        "one); shards and manifest.json go to shards/ beside the output, a rerun resumes",
+    register_ray_and_send(
+        p,
+        "generate on Ray actors (no address: a local cluster; 'auto' or HOST:6379 joins one); "
+        "shards and manifest.json go to shards/ beside the output, a rerun resumes",
     )
-    p.add_argument("--workers", type=int, default=2, help="Ray actors, one model each (2)")
-    p.add_argument(
-        "--send",
-        metavar="URL",
-        help="after writing, send the valid graphs' spans to this OTLP endpoint",
-    )
-    p.add_argument("--protocol", choices=("http", "grpc"), default="http", help="OTLP transport")
-    p.add_argument("--rate", help="traces per second when sending, e.g. 50/s (default: at once)")
+    p.add_argument("--start", metavar="TIME", help=START_HELP + "; with --send, default now")
     p.set_defaults(func=cmd_generate)
 
 
@@ -143,6 +135,7 @@ def check_args(args: argparse.Namespace) -> tuple[list[tuple[Constraints, int]],
         raise UsageError(f"--temperature must be a finite number >= 0, got {args.temperature}")
     if args.top_k < 0:
         raise UsageError(f"--top-k must be >= 0 (0: no limit), got {args.top_k}")
+    args.start_ns = start_ns(args.start)  # `now` is read once, here
     if not 1 <= args.n <= MAX_GRAPHS_PER_RUN:
         raise UsageError(f"-n must be from 1 to {MAX_GRAPHS_PER_RUN}, got {args.n}")
     requests = load_requests(args)
@@ -157,31 +150,9 @@ def check_args(args: argparse.Namespace) -> tuple[list[tuple[Constraints, int]],
 
 
 def _check_ray_and_send(args: argparse.Namespace) -> None:
-    import importlib.util
-
-    from ..errors import MissingExtraError
-
-    if args.ray is not None:
-        if args.workers < 1:
-            raise UsageError(f"--workers must be >= 1, got {args.workers}")
-        if importlib.util.find_spec("ray") is None:
-            raise MissingExtraError("--ray", "ray")
-    if args.send is not None:
-        from urllib.parse import urlparse
-
-        if urlparse(args.send).scheme not in ("http", "https"):
-            raise UsageError(f"--send must be an http:// or https:// URL, got {args.send!r}")
-        if importlib.util.find_spec("opentelemetry.sdk") is None:
-            raise MissingExtraError("--send", "send")
-        if args.format != "jsonl":  # the graphs are read back from the file once it is written
-            raise UsageError(f"--send needs --format jsonl, got --format {args.format}")
-    if args.rate is not None:
-        from ..exports.send import parse_rate
-
-        try:
-            parse_rate(args.rate)
-        except ValueError as exc:
-            raise UsageError(f"--rate: {exc}") from None
+    check_ray_and_send(args)
+    if args.send is not None and args.format != "jsonl":  # the file is read back to send it
+        raise UsageError(f"--send needs --format jsonl, got --format {args.format}")
 
 
 def _requests_file(path: Path, default_n: int) -> list[tuple[Constraints, int]]:
@@ -266,7 +237,7 @@ def _generate_on_ray(
         address=None if args.ray == "local" else args.ray,
         options=options,
     )
-    count = write_merged(folder, target, args.format)
+    count = write_merged(folder, target, args.format, base_epoch_ns=args.start_ns)
     print(
         f"requested {report.graphs}, valid {report.valid}, seed {seed}; {len(report.ran)} "
         f"shards run on {report.workers} actors in {report.seconds:.1f} s, "
@@ -276,12 +247,10 @@ def _generate_on_ray(
 
 
 def _folder_seed(folder: Path) -> int:
-    from ..distributed import MANIFEST
+    from ..distributed.manifest import job_seed
 
-    try:
-        return int(json.loads((folder / MANIFEST).read_text())["job"]["seed"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return random.SystemRandom().randrange(2**31)
+    seed = job_seed(folder)
+    return seed if seed is not None else random.SystemRandom().randrange(2**31)
 
 
 def _send_file(target: Path, args: argparse.Namespace) -> int:
@@ -289,7 +258,8 @@ def _send_file(target: Path, args: argparse.Namespace) -> int:
     from .send import valid_graphs
 
     graphs = list(valid_graphs(target))
-    report = send_graphs(graphs, args.send, protocol=args.protocol, rate=args.rate)
+    start = "now" if args.start_ns is None else _ns_datetime(args.start_ns)
+    report = send_graphs(graphs, args.send, protocol=args.protocol, rate=args.rate, start=start)
     print(report.summary())
     return 0 if not report.traces_failed else 1
 
@@ -309,7 +279,7 @@ def _generate_here(
     constraints = [c for c, n in requests for _ in range(n)]
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
     tally = _Tally(len(constraints))
-    with _graph_sink(target, args.format) as sink:
+    with _graph_sink(target, args.format, args.start_ns) as sink:
         try:
             for k in range(0, len(constraints), CHUNK):
                 run = _generate_chunk(args, lm, reference, constraints[k : k + CHUNK], seed, k)
@@ -352,17 +322,27 @@ def _generate_chunk(
     )
 
 
+def _ns_datetime(ns: int) -> Any:
+    from datetime import UTC, datetime, timedelta
+
+    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=ns // 1000)
+
+
 @contextmanager
-def _graph_sink(target: Path, fmt: str) -> Iterator[Callable[[list[Any]], None]]:
+def _graph_sink(
+    target: Path, fmt: str, base_epoch_ns: int | None = None
+) -> Iterator[Callable[[list[Any]], None]]:
     """A function taking each chunk's generations. JSON Lines are appended to a temporary file
     beside `target` at once, renamed into place at the end (or after Ctrl-C, with what was
-    finished); the one-document formats collect the valid graphs and are written at the end."""
+    finished); the one-document formats collect the valid graphs and are written at the end.
+    With a base (`--start`) every record is stamped with it, and exports start there."""
     if fmt == "jsonl":
         with atomic_writer(target) as fh:
 
             def append(generations: list[Any]) -> None:
                 for g in generations:
-                    fh.write(json.dumps(generation_record(g), separators=(",", ":")) + "\n")
+                    record = stamp_record(generation_record(g), base_epoch_ns)
+                    fh.write(json.dumps(record, separators=(",", ":")) + "\n")
                 fh.flush()
 
             yield append
@@ -371,7 +351,7 @@ def _graph_sink(target: Path, fmt: str) -> Iterator[Callable[[list[Any]], None]]
 
     graphs: list[CallGraph] = []
     yield lambda generations: graphs.extend(g.graph for g in generations if g.valid)
-    exports.write(graphs, target, fmt)
+    exports.write(graphs, target, fmt, base_epoch_ns=base_epoch_ns)
 
 
 @dataclass

@@ -38,9 +38,7 @@ def register_infill(p: argparse.ArgumentParser) -> None:
         help="training traces: the semantic rules and, for --method frequency, the counts "
         "(default for the model: the adapter's reference)",
     )
-    p.add_argument(
-        "--max-parts", type=int, default=8, help="most missing parts per graph (default 8)"
-    )
+    p.add_argument("--max-parts", type=int, default=8, help="most missing parts per graph")
     p.add_argument(
         "--pass-complete",
         action="store_true",

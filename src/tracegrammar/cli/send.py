@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ..errors import UsageError
@@ -23,15 +23,13 @@ def register_send(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--endpoint", required=True, metavar="URL", help="OTLP endpoint, e.g. http://127.0.0.1:4318"
     )
-    p.add_argument(
-        "--protocol", choices=("http", "grpc"), default="http", help="OTLP transport (http)"
-    )
+    p.add_argument("--protocol", choices=("http", "grpc"), default="http", help="OTLP transport")
     p.add_argument("--rate", help="traces per second, e.g. 50/s or 3000/min (default: at once)")
     p.add_argument("--duration", type=float, help="seconds to send for (cycling over the graphs)")
     p.add_argument("--count", type=int, help="traces to send (default: each graph once)")
     p.add_argument("--start", default="now", help="start of the first trace: now or an ISO time")
-    p.add_argument("--retries", type=int, default=2, help="re-exports of a failed batch (2)")
-    p.add_argument("--timeout", type=float, default=10.0, help="seconds per export attempt (10)")
+    p.add_argument("--retries", type=int, default=2, help="re-exports of a failed batch")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds per export attempt")
     p.set_defaults(func=cmd_send)
 
 
@@ -51,14 +49,32 @@ def valid_graphs(path: str | Path) -> Iterator[CallGraph]:
                     yield graph_from_dict(record)
 
 
-def cmd_send(args: argparse.Namespace) -> int:
-    from ..exports.send import parse_rate, parse_start, send_graphs
+def check_send_flags(args: argparse.Namespace) -> None:
+    """Every flag, before the file is read or the SDK imported; an error names the flag."""
+    from ..errors import InputError
+    from ..exports import send
 
-    try:
-        rate = parse_rate(args.rate) if args.rate is not None else None
-        parse_start(args.start)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
+    checks: tuple[tuple[str, Callable[[], object]], ...] = (
+        ("--endpoint", lambda: send.check_endpoint(args.endpoint, args.protocol)),
+        ("--rate", lambda: send.parse_rate(args.rate) if args.rate is not None else None),
+        ("--start", lambda: send.parse_start(args.start)),
+        ("--duration", lambda: send.check_duration(args.duration)),
+        ("--count", lambda: send.check_count(args.count)),
+        ("--retries", lambda: send.check_retries(args.retries)),
+        ("--timeout", lambda: send.check_timeout(args.timeout)),
+    )
+    for flag, check in checks:
+        try:
+            check()
+        except InputError as exc:
+            raise UsageError(f"{flag}: {exc}") from None
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    from ..exports.send import parse_rate, send_graphs
+
+    check_send_flags(args)
+    rate = parse_rate(args.rate) if args.rate is not None else None
     graphs = list(valid_graphs(args.path))
     if not graphs:
         raise UsageError(f"{args.path}: no valid graph to send")

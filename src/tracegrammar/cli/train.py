@@ -21,7 +21,10 @@ if TYPE_CHECKING:  # torch-free either way, but keep `--help` from importing the
 
 
 def register_train(p: argparse.ArgumentParser) -> None:
-    p.description = "LoRA fine-tune a base model on call-graph samples (resumes automatically)."
+    p.description = (
+        "LoRA fine-tune a base model on call-graph samples (resumes automatically). Flags not "
+        "given take their value from --config, else from the built-in recipe."
+    )
     p.add_argument("--data", nargs="+", metavar="PATH", help="trace files or folders")
     p.add_argument("--out", required=True, metavar="DIR", help="adapter and checkpoint folder")
     p.add_argument("--config", metavar="YAML", help="recipe, e.g. training/default.yaml")
@@ -35,17 +38,29 @@ def register_train(p: argparse.ArgumentParser) -> None:
     # the earlier name, kept working but hidden: `--format` is the export format elsewhere
     p.add_argument("--format", dest="sample_format", choices=SAMPLE_FORMATS, help=argparse.SUPPRESS)
     p.add_argument("--max-steps", type=int, metavar="N", help="optimizer steps (overrides epochs)")
-    p.add_argument("--epochs", type=float, metavar="X")
+    p.add_argument(
+        "--epochs",
+        type=float,
+        metavar="X",
+        help="passes over the training samples (a fraction is allowed)",
+    )
     p.add_argument("--batch-size", type=int, metavar="N", help="samples per optimizer step")
     p.add_argument("--micro-batch-size", type=int, metavar="N", help="samples per forward pass")
-    p.add_argument("--lr", type=float)
-    p.add_argument("--max-length", type=int, metavar="TOKENS")
+    p.add_argument("--lr", type=float, help="peak learning rate")
+    p.add_argument(
+        "--max-length",
+        type=int,
+        metavar="TOKENS",
+        help="longest sample in tokens (see --skip-long)",
+    )
     p.add_argument(
         "--skip-long", action="store_true", default=None, help="skip, not fail on, long samples"
     )
-    p.add_argument("--eval-every", type=int, metavar="N")
+    p.add_argument(
+        "--eval-every", type=int, metavar="N", help="validation loss every N steps (0: never)"
+    )
     p.add_argument("--save-every", type=int, metavar="N", help="checkpoint interval (steps)")
-    p.add_argument("--seed", type=int)
+    p.add_argument("--seed", type=int, help="random seed (sample order, LoRA init)")
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     p.add_argument("--stop-after", type=int, metavar="N", help="stop this session after N steps")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -79,8 +94,14 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from ..errors import UsageError
     from ..training.loop import train
+    from .common import check_dir
 
+    if args.base is not None:  # before torch is imported
+        check_dir("--base", args.base, "config.json", "a Hugging Face model directory")
+    if args.stop_after is not None and args.stop_after < 1:
+        raise UsageError(f"--stop-after must be >= 1, got {args.stop_after}")
     result = train(config_from_args(args), args.out, stop_after=args.stop_after)
     state = "finished" if result.finished else "stopped (resume with the same command)"
     print(f"{result.out}: {state} at step {result.steps} of {result.total_steps}")
@@ -88,7 +109,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="tracegrammar train")
+    from .common import Parser
+
+    parser = Parser(prog="tracegrammar train")
     register_train(parser)
     args = parser.parse_args(argv)
     from . import run_command

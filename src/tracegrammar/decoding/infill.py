@@ -34,6 +34,7 @@ from ..infilling import (
     Part,
     answer_key,
     digits_fit,
+    log_prior,
     mask,
     render_prompt,
     set_value,
@@ -52,11 +53,19 @@ class ModelChooser:
     """Chooses allowed values by the model's likelihood (see the module docstring)."""
 
     def __init__(
-        self, lm: LoadedModel, freq: Frequencies | None = None, *, layers: bool = True
+        self,
+        lm: LoadedModel,
+        freq: Frequencies | None = None,
+        *,
+        layers: bool = True,
+        prior: bool = False,
     ) -> None:
+        if prior and freq is None:
+            raise ValueError("prior=True needs the frequencies (freq)")
         self.lm = lm
         self.freq = freq  # orders destination lists too long to offer whole
         self.layers = layers  # score names and types in the layer format where it can
+        self.prior = prior  # add the frequency prior's log-probability to names and types
         self.model = lm.model
         self.model.eval()
         self.tok = lm.tokenizer
@@ -82,7 +91,7 @@ class ModelChooser:
         if self.layers and isinstance(allowed, tuple) and len(allowed) > 1:
             scores = self._layer_scores(graph, part, field, allowed)
             if scores is not None:
-                return allowed[max(range(len(allowed)), key=lambda i: (scores[i], -i))]
+                return self._pick(graph, part, field, allowed, scores)
         if not answer or part != self._part:  # a new part: the prompt shows it still missing
             self._start(render_prompt(mask(graph, part), part), part)
         prefix = "".join(f"{answer_key(f)}:{answer[f]} " for f in part.fields if f in answer)
@@ -93,7 +102,24 @@ class ModelChooser:
             logits = self._advance(self._ids(prefix))
             if isinstance(allowed, IntRange):
                 return self._number(logits, allowed, self._ids(follow)[0])
-            return self._best(logits, allowed, follow)
+            if len(allowed) == 1:
+                return allowed[0]
+            return self._pick(graph, part, field, allowed, self._scores(logits, allowed, follow))
+
+    def _pick(
+        self,
+        graph: CallGraph,
+        part: Part,
+        field: str,
+        options: tuple[str, ...],
+        scores: list[float],
+    ) -> str:
+        """The option with the highest score (the first on a tie), the frequency prior's
+        log-probability added when asked."""
+        if self.prior and self.freq is not None and field in ("destination", "type"):
+            extra = log_prior(graph, part, field, options, self.freq)
+            scores = [a + b for a, b in zip(scores, extra, strict=True)]
+        return options[max(range(len(options)), key=lambda i: (scores[i], -i))]
 
     def _layer_scores(
         self, graph: CallGraph, part: Part, field: str, options: tuple[str, ...]
@@ -150,12 +176,6 @@ class ModelChooser:
         return _step(self.model, [token], self._cache, last_only=True)[0][-1]
 
     # -- names and types: ranked --------------------------------------------------------------
-
-    def _best(self, logits: torch.Tensor, options: tuple[str, ...], follow: str) -> str:
-        if len(options) == 1:
-            return options[0]
-        scores = self._scores(logits, options, follow)
-        return options[max(range(len(options)), key=lambda i: (scores[i], -i))]
 
     def _scores(self, logits: torch.Tensor, options: tuple[str, ...], follow: str) -> list[float]:
         """log p(option + follow) for each option, after the cached text whose last logits are

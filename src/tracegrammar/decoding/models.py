@@ -193,15 +193,18 @@ def load_model(
     `merge=False` keeps the peft wrapper. A model on transformers' SDPA attention is switched to
     `tracegrammar_sdpa` (same results; no key/value copies on a CPU, see `attention`).
     """
+    base = Path(path) if path is not None else default_model_dir()
+    if not (base / "config.json").is_file():  # before torch is imported: refused in a moment
+        raise ModelError(f"{base}: not a Hugging Face model directory (no config.json)")
+    if adapter is not None and not (Path(adapter) / "adapter_config.json").is_file():
+        raise ModelError(f"{adapter}: not a LoRA adapter directory (no adapter_config.json)")
+
     import torch
     from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from .attention import use_grouped_sdpa
 
-    base = Path(path) if path is not None else default_model_dir()
-    if not (base / "config.json").is_file():
-        raise ModelError(f"{base}: not a Hugging Face model directory (no config.json)")
     try:
         tok = AutoTokenizer.from_pretrained(base, local_files_only=True)
         model = AutoModelForCausalLM.from_pretrained(

@@ -4,7 +4,8 @@ exactly as one process makes them.
 - `plan`: chunks, their seeds and shards (torch-free, Ray-free);
 - `worker`: one loaded model that runs shards (plain Python);
 - `manifest`: the job's folder, one file per shard, what is finished, the merged view;
-- `ray_runner`: `run_distributed`, the Ray actors and the coordinator.
+- `ray_runner`: `run_distributed`, the Ray actors and the coordinator;
+- `workload`: `run_workload_distributed`, a workload's graphs on Ray actors.
 
 Ray is the optional extra `tracegrammar[ray]`; only `run_distributed` needs it.
 """
@@ -15,6 +16,7 @@ from .manifest import MANIFEST, read_records, write_merged
 from .plan import CHUNK, JobOptions, Shard, chunk_seed, plan_shards
 from .ray_runner import JobReport, import_ray, run_distributed
 from .worker import ShardResult, ShardWorker
+from .workload import run_workload_distributed
 
 __all__ = [
     "CHUNK",
@@ -29,5 +31,6 @@ __all__ = [
     "plan_shards",
     "read_records",
     "run_distributed",
+    "run_workload_distributed",
     "write_merged",
 ]

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import OutputPathError
-from ..io import atomic_writer, check_output_writable, graph_from_dict
+from ..io import atomic_writer, check_output_writable, graph_from_dict, stamp_record
 from .plan import Shard, chunk_seed
 from .worker import ShardResult
 
@@ -123,6 +123,17 @@ class Manifest:
         return out
 
 
+def job_seed(folder: str | Path) -> int | None:
+    """The seed of the job whose manifest is in `folder` (None: no readable manifest): a rerun
+    without a seed takes it, so it resumes that job."""
+    try:
+        doc = json.loads((Path(folder) / MANIFEST).read_text(encoding="utf-8"))
+        seed = doc["job"]["seed"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return seed if isinstance(seed, int) and not isinstance(seed, bool) else None
+
+
 def read_records(folder: str | Path) -> Iterator[dict[str, Any]]:
     """Every record of a finished job, in request order (the merged view of its shards)."""
     folder = Path(folder)
@@ -139,19 +150,26 @@ def read_records(folder: str | Path) -> Iterator[dict[str, Any]]:
                 yield json.loads(line)
 
 
-def write_merged(folder: str | Path, target: str | Path, fmt: str = "jsonl") -> int:
+def write_merged(
+    folder: str | Path,
+    target: str | Path,
+    fmt: str = "jsonl",
+    *,
+    base_epoch_ns: int | None = None,
+) -> int:
     """The job's graphs in one file, as single-process `generate` writes it: JSON Lines keep
     every record (the invalid ones too); the other formats hold the valid graphs. Returns the
-    number of records (jsonl) or graphs written."""
+    number of records (jsonl) or graphs written. `base_epoch_ns` (`--start`): as `generate`."""
     if fmt == "jsonl":
         count = 0
         with atomic_writer(target) as fh:
             for record in read_records(folder):
+                record = stamp_record(record, base_epoch_ns)
                 fh.write(json.dumps(record, separators=(",", ":")) + "\n")
                 count += 1
         return count
     from .. import exports
 
     graphs = [graph_from_dict(r) for r in read_records(folder) if r.get("valid")]
-    exports.write(graphs, target, fmt)
+    exports.write(graphs, target, fmt, base_epoch_ns=base_epoch_ns)
     return len(graphs)

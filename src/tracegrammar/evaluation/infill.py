@@ -7,6 +7,8 @@ the seed, one maskable call of each is masked (`infilling.mask`), and every meth
 
 - `frequency`: the allowed value most common in that context in the training split;
 - `constrained`: the model choosing among the allowed values (`decoding.infill.ModelChooser`);
+- `combined`: the same, a destination's or type's score being the model's log-likelihood plus the
+  frequency prior's log-probability (`infilling.log_prior`: a product of the two);
 - `unconstrained`: the model's greedy answer to the same prompt, no mask (`free_answer`).
 
 The semantic rules are the adapter's reference (else the training split's). A value is correct
@@ -56,7 +58,7 @@ from ..reference import Reference
 from ..types import ROOT_ID, CallGraph
 from .tables import machine, table_lines
 
-METHODS: tuple[str, ...] = ("frequency", "constrained", "unconstrained")
+METHODS: tuple[str, ...] = ("frequency", "constrained", "combined", "unconstrained")
 #: The papers' reported accuracy (§4.5 of the second paper): attributes (type or destination)
 #: "over 70%", a missing call 66%.
 PAPER = {"destination": "> 70%", "type": "> 70%", "call": "66%"}
@@ -69,6 +71,7 @@ class InfillOptions:
     n: int = 20  # cases per task
     seed: int = 0
     methods: tuple[str, ...] = METHODS
+    tasks: tuple[str, ...] = TASKS
     recover: bool = True
     recover_with: str = "frequency"
     time_limit: float = 0  # seconds after which no new case starts (0: none)
@@ -76,11 +79,14 @@ class InfillOptions:
     adapter: str | None = None
 
 
-def draw_cases(graphs: list[CallGraph], n: int, seed: int) -> list[tuple[CallGraph, Part]]:
+def draw_cases(
+    graphs: list[CallGraph], n: int, seed: int, tasks: tuple[str, ...] = TASKS
+) -> list[tuple[CallGraph, Part]]:
     """`n` (graph, masked part) cases per task, drawn with `seed`, interleaved (one case of
-    every task, then the next), so a run stopped by its time limit has every task alike."""
+    every task, then the next), so a run stopped by its time limit has every task alike. A task's
+    cases do not depend on which other tasks are drawn."""
     per_task: list[list[tuple[CallGraph, Part]]] = []
-    for kind in TASKS:
+    for kind in tasks:
         cases: list[tuple[CallGraph, Part]] = []
         rng = random.Random(f"{seed}:{kind}")
         order = list(range(len(graphs)))
@@ -275,8 +281,9 @@ def run_infill(opts: InfillOptions, label: str) -> int:
         from ..decoding.infill import ModelChooser
 
         choosers["constrained"] = ModelChooser(lm, freq)
+        choosers["combined"] = ModelChooser(lm, freq, prior=True)
         choosers["unconstrained"] = None
-    cases = draw_cases(list(split.validation), opts.n, opts.seed)
+    cases = draw_cases(list(split.validation), opts.n, opts.seed, opts.tasks)
     records = []
     started = time.time()
     stopped_at = None
@@ -409,10 +416,15 @@ def check_options(opts: InfillOptions) -> None:
         raise InputError(f"--n must be >= 1, got {opts.n}")
     if not Path(opts.data).exists():
         raise InputError(f"--data {opts.data}: no such file or folder")
+    if Path(opts.out).exists() and not Path(opts.out).is_dir():
+        raise InputError(f"--out {opts.out}: exists and is not a folder")
     bad = [m for m in opts.methods if m not in METHODS]
     if bad or not opts.methods:
         raise InputError(f"--methods: unknown {bad[0] if bad else '(none)'}; choose from {METHODS}")
     if not opts.time_limit >= 0:
         raise InputError(f"--time-limit must be >= 0, got {opts.time_limit}")
+    bad = [t for t in opts.tasks if t not in TASKS]
+    if bad or not opts.tasks:
+        raise InputError(f"--tasks: unknown {bad[0] if bad else '(none)'}; choose from {TASKS}")
     if opts.recover_with not in ("frequency", "model"):
         raise InputError(f"--recover-with must be frequency or model, got {opts.recover_with!r}")

@@ -11,7 +11,8 @@ choice here follows what OpenTelemetry instrumentation would emit:
   client instrumentation does (the store itself emits no span);
 - mq calls are PRODUCER spans recorded by the caller.
 
-The other side is the span's remote/peer service. Ids are deterministic: the trace id hashes the
+The other side is the span's remote/peer service. Each graph's root starts at its `timestamp`, or
+at a base (`--start`) that keeps stamped graphs' offsets (`placements`). Ids are deterministic: the trace id hashes the
 graph's content with its position in the export, the span id hashes the trace id with the rpc id.
 """
 
@@ -19,11 +20,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..errors import InputError
 from ..io import graph_to_dict
-from ..times import DEFAULT_ANCHOR
+from ..times import DEFAULT_ANCHOR, epoch_ms
 from ..types import ROOT_ID, CallGraph, Edge
 
 NS_PER_MS = 1_000_000
@@ -56,6 +58,27 @@ def check_base(base_epoch_ns: int) -> int:
     if not isinstance(base_epoch_ns, int) or base_epoch_ns <= 0:
         raise InputError(f"base_epoch_ns must be a positive integer (ns), got {base_epoch_ns!r}")
     return base_epoch_ns
+
+
+def placements(graphs: Sequence[CallGraph], base_epoch_ns: int | None = None) -> list[int]:
+    """Epoch ns at which each graph's root call starts in an export.
+
+    Without a base, a graph with a `timestamp` starts at it (to the ms) and one without at
+    DEFAULT_BASE_EPOCH_NS. With a base (`--start`), the earliest stamped graph starts at the
+    base and the other stamped graphs keep their offsets from it; graphs without a timestamp
+    start at the base."""
+    if base_epoch_ns is not None:
+        check_base(base_epoch_ns)
+    stamped = [None if g.timestamp is None else epoch_ms(g.timestamp) * NS_PER_MS for g in graphs]
+    if base_epoch_ns is None:
+        return [DEFAULT_BASE_EPOCH_NS if at is None else at for at in stamped]
+    first = min((at for at in stamped if at is not None), default=0)
+    return [base_epoch_ns if at is None else base_epoch_ns + at - first for at in stamped]
+
+
+def placed(graph: CallGraph, at_ns: int) -> CallGraph:
+    """The graph stamped with the time `placements` gave it (ms precision)."""
+    return CallGraph(graph.service, graph.edges, (at_ns // NS_PER_MS) / 1000)
 
 
 def trace_id(graph: CallGraph, index: int) -> str:

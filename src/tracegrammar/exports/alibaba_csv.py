@@ -2,9 +2,10 @@
 
 Columns the generator does not model get stable placeholders: trace ids `T_<n>` (position in the
 export), instance ids `<microservice>_POD_0`, interface `<type>_<rpc id>`. `timestamp` is ms
-since the epoch (`base_epoch_ns` in ms plus the call's start) and `rt` is finish - start, so
-`tracegrammar.load_traces` reads the file back to the same graphs: the loader measures times from
-a trace's first call, which is the root, starting at 0 in every valid graph.
+since the epoch (the graph's placement, `_spans.placements`: its own `timestamp` or the base, plus
+the call's start) and `rt` is finish - start, so `tracegrammar.load_traces` reads the file back to
+the same graphs at the same times: the loader measures times from a trace's first call, which is
+the root, starting at 0 in every valid graph, and reads epoch ms as the graph's timestamp.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import io
 from collections.abc import Sequence
 
 from ..types import USER, CallGraph, Edge
-from ._spans import NS_PER_MS
+from ._spans import NS_PER_MS, placements
 
 COLUMNS: tuple[str, ...] = (
     "timestamp",
@@ -31,13 +32,13 @@ COLUMNS: tuple[str, ...] = (
 )
 
 
-def render_csv(graphs: Sequence[CallGraph], base_epoch_ns: int) -> str:
+def render_csv(graphs: Sequence[CallGraph], base_epoch_ns: int | None) -> str:
     """One row per call, rows of a trace together (the loader groups rows within a window)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(COLUMNS)
-    base_ms = base_epoch_ns // NS_PER_MS
-    for n, graph in enumerate(graphs):
+    for n, (graph, at) in enumerate(zip(graphs, placements(graphs, base_epoch_ns), strict=True)):
+        base_ms = at // NS_PER_MS
         writer.writerows(_row(f"T_{n}", graph.service, e, base_ms) for e in graph.edges)
     return out.getvalue()
 

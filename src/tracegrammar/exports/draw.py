@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from ..errors import UsageError
-from ..io import atomic_writer
+from ..io import write_figure
 from ..types import CALL_TYPES, CallGraph, Edge
 
 SUFFIXES: tuple[str, ...] = (".png", ".svg")
@@ -70,9 +70,7 @@ def draw(graph: CallGraph, path: str | Path) -> None:
     MAX_DRAW_CALLS calls or MAX_DRAW_DEPTH levels are refused (UsageError)."""
     fmt = check_suffix(path)
     check_size(graph, path)
-    fig = figure(graph)
-    with atomic_writer(path, "wb") as fh:
-        fig.savefig(fh, format=fmt, dpi=110)
+    write_figure(figure(graph), path, format=fmt, dpi=110)
 
 
 def figure(graph: CallGraph) -> Figure:

@@ -13,11 +13,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..types import CallGraph
-from ._spans import Span, duration_us, micros, spans, tags
+from ._spans import Span, duration_us, micros, placements, spans, tags
 
 
-def render_jaeger(graphs: Sequence[CallGraph], base_epoch_ns: int) -> str:
-    data = [_trace(spans(g, n, base_epoch_ns)) for n, g in enumerate(graphs)]
+def render_jaeger(graphs: Sequence[CallGraph], base_epoch_ns: int | None) -> str:
+    bases = placements(graphs, base_epoch_ns)
+    data = [_trace(spans(g, n, bases[n])) for n, g in enumerate(graphs)]
     doc = {"data": data, "total": 0, "limit": 0, "offset": 0, "errors": None}
     return json.dumps(doc, separators=(",", ":")) + "\n"
 

@@ -23,7 +23,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as PbSpan
 
 from ..types import CallGraph
-from ._spans import Span, spans, tags
+from ._spans import Span, placements, spans, tags
 
 SCOPE = "tracegrammar"
 _ID_KEYS = frozenset({"traceId", "spanId", "parentSpanId"})
@@ -34,11 +34,13 @@ _KINDS = {
 }
 
 
-def build_request(graphs: Sequence[CallGraph], base_epoch_ns: int) -> ExportTraceServiceRequest:
+def build_request(
+    graphs: Sequence[CallGraph], base_epoch_ns: int | None
+) -> ExportTraceServiceRequest:
     """The protobuf message (also what an OTLP/gRPC or OTLP/protobuf exporter would send)."""
     by_service: dict[str, list[PbSpan]] = {}
-    for n, graph in enumerate(graphs):
-        for s in spans(graph, n, base_epoch_ns):
+    for n, (graph, at) in enumerate(zip(graphs, placements(graphs, base_epoch_ns), strict=True)):
+        for s in spans(graph, n, at):
             by_service.setdefault(s.local, []).append(_pb_span(s))
     request = ExportTraceServiceRequest()
     for service, pb_spans in by_service.items():
@@ -46,7 +48,7 @@ def build_request(graphs: Sequence[CallGraph], base_epoch_ns: int) -> ExportTrac
     return request
 
 
-def render_otlp(graphs: Sequence[CallGraph], base_epoch_ns: int) -> str:
+def render_otlp(graphs: Sequence[CallGraph], base_epoch_ns: int | None) -> str:
     from google.protobuf.json_format import MessageToDict
 
     data = MessageToDict(build_request(graphs, base_epoch_ns), use_integers_for_enums=True)

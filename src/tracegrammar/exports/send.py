@@ -4,10 +4,13 @@ OTLP receiver), through the OpenTelemetry SDK's own OTLP exporters (HTTP/protobu
 Spans are those of every file export (`_spans`: ids, parents, kinds, attributes); only their
 times move: trace i's root starts at `start` plus its arrival offset (i / rate, or offsets the
 caller gives, e.g. a workload's arrival times), and every call keeps its offset from the root.
+A graph's own `timestamp` is not read here: pass its offset from the first in `offsets`.
 Sending follows the same schedule: trace i leaves when it is due, traces already due leave
-together in one export. The exporters retry transient failures within their `timeout`; a batch
-that still fails is exported again up to `retries` times, then counted as failed. Nothing is
-sent before the caller has written its graphs to a file, so a failure loses nothing.
+together in one export; given both offsets and a rate, the rate sets the pace and the offsets
+still set the times (a window of an hour sent in seconds keeps its arrivals). The exporters
+retry transient failures within their `timeout`; a batch that still fails is exported again up
+to `retries` times, then counted as failed. Nothing is sent before the caller has written its
+graphs to a file, so a failure loses nothing.
 
 Needs the `send` extra (`pip install 'tracegrammar[send]'`).
 """
@@ -144,11 +147,13 @@ def send_graphs(
 
     `count` traces are sent (default: each graph once; more cycle over the graphs, each copy a
     trace of its own), or as many as fit in `duration` seconds at `rate` (traces per second, or
-    text like `50/s`). Raises SendError when nothing could be delivered (an unreachable or
-    refusing endpoint), MissingExtraError without the `send` extra."""
+    text like `50/s`). `offsets`: trace i's root starts `offsets[i]` seconds after `start`, and
+    leaves then, or at i / `rate` when a rate is given too. Raises SendError when nothing could
+    be delivered (an unreachable or refusing endpoint), MissingExtraError without the `send`
+    extra."""
     plan = _plan(graphs, rate, duration, count, offsets, retries)
     exporter = make_exporter(endpoint, protocol, timeout)
-    schedule = schedule or Schedule(plan.rate, offsets)
+    schedule = schedule or Schedule(plan.rate, None if plan.rate else offsets)
     base = parse_start(start)
     report = SendReport(endpoint, protocol)
     resources: dict[str, Any] = {}
@@ -161,7 +166,8 @@ def send_graphs(
                 k = schedule.due(i, plan.count - i)
                 for j in range(i, i + k):
                     graph = graphs[j % len(graphs)]
-                    at = base + round(schedule.offset(j) * 1e9)
+                    offset = schedule.offset(j) if offsets is None else float(offsets[j])
+                    at = base + round(offset * 1e9)
                     batch.extend(_readable(s, resources) for s in spans(graph, j, at))
                     if len(batch) >= MAX_BATCH_SPANS:
                         k = j - i + 1
@@ -203,12 +209,9 @@ def _plan(
     if not graphs:
         raise InputError("no graphs to send")
     per_s = parse_rate(rate) if isinstance(rate, str) else rate
-    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-        raise InputError(f"retries must be an integer >= 0, got {retries!r}")
-    if duration is not None and not (math.isfinite(duration) and duration > 0):
-        raise InputError(f"duration must be a number of seconds > 0, got {duration}")
-    if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 1):
-        raise InputError(f"count must be an integer >= 1, got {count!r}")
+    check_retries(retries)
+    check_duration(duration)
+    check_count(count)
     if count is None:
         count = len(graphs) if offsets is None else len(offsets)
         if duration is not None and offsets is None:  # as many as fit in the duration
@@ -218,13 +221,41 @@ def _plan(
     return _Plan(per_s, count)
 
 
-def make_exporter(endpoint: str, protocol: str = "http", timeout: float = 10.0) -> Any:
-    """The SDK's OTLP span exporter for `endpoint` (only http, https or grpc URLs)."""
+def check_retries(retries: int) -> None:
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise InputError(f"retries must be an integer >= 0, got {retries!r}")
+
+
+def check_duration(duration: float | None) -> None:
+    if duration is not None and not (math.isfinite(duration) and duration > 0):
+        raise InputError(f"duration must be a finite number of seconds > 0, got {duration}")
+
+
+def check_count(count: int | None) -> None:
+    if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 1):
+        raise InputError(f"count must be an integer >= 1, got {count!r}")
+
+
+def check_timeout(timeout: float) -> None:
+    if isinstance(timeout, bool) or not (
+        isinstance(timeout, int | float) and math.isfinite(timeout) and timeout > 0
+    ):
+        raise InputError(f"timeout must be a finite number of seconds > 0, got {timeout}")
+
+
+def check_endpoint(endpoint: str, protocol: str = "http") -> None:
     parsed = urlparse(endpoint)
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
         raise InputError(f"endpoint must be an http:// or https:// URL, got {endpoint!r}")
     if protocol not in PROTOCOLS:
         raise InputError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+
+
+def make_exporter(endpoint: str, protocol: str = "http", timeout: float = 10.0) -> Any:
+    """The SDK's OTLP span exporter for `endpoint` (only http, https or grpc URLs)."""
+    check_endpoint(endpoint, protocol)
+    check_timeout(timeout)
+    parsed = urlparse(endpoint)
     try:
         if protocol == "http":
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter

@@ -16,29 +16,29 @@ from typing import Any
 
 from ..io import atomic_writer, check_output_writable
 from ..types import CallGraph
-from ._spans import Span, duration_us, micros, spans, tags
+from ._spans import Span, duration_us, micros, placements, spans, tags
 
 
-def render_zipkin(graphs: Sequence[CallGraph], base_epoch_ns: int) -> str:
-    out = [_span(s) for n, g in enumerate(graphs) for s in spans(g, n, base_epoch_ns)]
+def render_zipkin(graphs: Sequence[CallGraph], base_epoch_ns: int | None) -> str:
+    bases = placements(graphs, base_epoch_ns)
+    out = [_span(s) for n, g in enumerate(graphs) for s in spans(g, n, bases[n])]
     return json.dumps(out, separators=(",", ":")) + "\n"
 
 
 def write_zipkin_split(
-    graphs: Sequence[CallGraph], folder: str | Path, base_epoch_ns: int
+    graphs: Sequence[CallGraph], folder: str | Path, base_epoch_ns: int | None = None
 ) -> list[Path]:
     """One Zipkin v2 file per graph (`trace-00000.json`, ...) in `folder`, each written
     atomically; the spans and ids are those of the one-file export (the graph's position is
     the same)."""
     folder = Path(folder)
     width = max(5, len(str(len(graphs) - 1)))
+    bases = placements(graphs, base_epoch_ns)
     paths = []
     for n, g in enumerate(graphs):
         path = check_output_writable(folder / f"trace-{n:0{width}d}.json")
         with atomic_writer(path) as fh:
-            fh.write(
-                json.dumps([_span(s) for s in spans(g, n, base_epoch_ns)], separators=(",", ":"))
-            )
+            fh.write(json.dumps([_span(s) for s in spans(g, n, bases[n])], separators=(",", ":")))
             fh.write("\n")
         paths.append(path)
     return paths

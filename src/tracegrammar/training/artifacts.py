@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from ..decoding.models import ADAPTER_META
 from ..decoding.prior import PRIOR_FILE, Prior
-from ..io import atomic_writer, temp_prefix
+from ..io import atomic_writer, temp_prefix, write_figure
 from ..reference import REFERENCE_FILE, Reference
 from .checkpoint import CHECKPOINTS
 from .state import LossPoint, RunState, last_losses
@@ -102,10 +102,11 @@ def plot_loss(path: Path, history: Sequence[LossPoint]) -> None:
         ax.plot(*zip(*vals, strict=True), "o-", ms=3, label="validation")
     ax.set(xlabel="optimizer step", ylabel="loss (nats/token)", title="LoRA fine-tuning")
     ax.legend()
-    fig.tight_layout()
-    with atomic_writer(path, "wb") as fh:
-        fig.savefig(fh, format="png", dpi=100)
-    plt.close(fig)
+    try:
+        fig.tight_layout()
+        write_figure(fig, path, format="png", dpi=100)
+    finally:
+        plt.close(fig)
 
 
 def _write_atomic(path: Path, text: str) -> None:

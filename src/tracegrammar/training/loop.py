@@ -100,6 +100,12 @@ def train(
     out = Path(out)
     if out.exists() and not out.is_dir():  # before loading data or the model
         raise TrainError(f"--out {out}: exists and is not a directory")
+    if stop_after is not None and (
+        isinstance(stop_after, bool) or not isinstance(stop_after, int) or stop_after < 1
+    ):
+        raise TrainError(f"stop_after must be an integer >= 1, got {stop_after!r}")
+    if cfg.base is not None and not (Path(cfg.base) / "config.json").is_file():
+        raise TrainError(f"base {cfg.base}: not a Hugging Face model directory (no config.json)")
     graphs = load_graphs(cfg.data)
     split = split_graphs(graphs, fraction=cfg.val_fraction, seed=cfg.split_seed)
     if not split.train:
