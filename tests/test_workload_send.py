@@ -124,3 +124,24 @@ def test_ray_without_the_extra_names_it(tmp_path, capsys, monkeypatch):
     assert main([*argv, "--out", str(tmp_path / "w")]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "pip install 'tracegrammar[ray]'" in err
+
+
+def test_offsets_keep_the_span_times_when_a_rate_sets_the_pace(http_receiver, monkeypatch):  # noqa: F811
+    from tracegrammar.exports import send
+
+    from .test_exports_send import GRAPHS, START_NS, FakeClock
+
+    fake = FakeClock()  # the schedule sleeps on this clock: nothing waits
+    made = functools.partial(send.Schedule, clock=fake.clock, sleep=fake.sleep)
+    monkeypatch.setattr(send, "Schedule", made)
+    endpoint, received = http_receiver
+    offsets = [0.0, 7.25]
+    report = send.send_graphs(
+        GRAPHS, endpoint, rate=1000, offsets=offsets, start="2025-03-01T12:00:00Z"
+    )
+    assert report.traces_sent == 2
+    assert _roots(received) == [START_NS, START_NS + 7_250_000_000]  # the offsets' times
+    assert sum(fake.sleeps) <= 0.001 + 1e-9  # at 1000/s, not the 7.25 s the offsets span
+    fake.sleeps.clear()
+    send.send_graphs(GRAPHS, endpoint, offsets=offsets, start="2025-03-01T12:00:00Z")
+    assert sum(fake.sleeps) == 7.25  # without a rate, the arrivals set the pace

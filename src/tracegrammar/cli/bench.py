@@ -124,17 +124,35 @@ def register_workload_bench(p: argparse.ArgumentParser) -> None:
     d = WorkloadBenchOptions()
     p.add_argument("--data", default=d.data, help=f"timestamped traces (default {d.data})")
     p.add_argument("--out", default=d.out, help=f"output folder (default {d.out})")
-    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--seed", type=int, default=d.seed, help=f"window picks, sampling ({d.seed})")
     p.add_argument(
         "--temperatures", type=comma_floats, default=list(d.temperatures),
         help="compliance temperatures (default 0.2,0.5,0.8,1.0)",
     )  # fmt: skip
-    p.add_argument("--compliance-windows", type=int, default=d.compliance_windows)
-    p.add_argument("--compliance-s", type=float, default=d.compliance_s)
-    p.add_argument("--compliance-traces", type=int, default=d.compliance_traces)
-    p.add_argument("--max-include", type=int, default=d.max_include)
-    p.add_argument("--realism-windows", type=int, default=d.realism_windows)
-    p.add_argument("--realism-s", type=float, default=d.realism_s)
+    p.add_argument(
+        "--compliance-windows", type=int, default=d.compliance_windows,
+        help=f"real windows per temperature and mode ({d.compliance_windows})",
+    )  # fmt: skip
+    p.add_argument(
+        "--compliance-s", type=float, default=d.compliance_s,
+        help=f"length of a compliance window, s ({d.compliance_s:g})",
+    )  # fmt: skip
+    p.add_argument(
+        "--compliance-traces", type=int, default=d.compliance_traces,
+        help=f"a compliance window's first traces at most ({d.compliance_traces})",
+    )  # fmt: skip
+    p.add_argument(
+        "--max-include", type=int, default=d.max_include,
+        help=f"required ids per compliance request at most ({d.max_include})",
+    )  # fmt: skip
+    p.add_argument(
+        "--realism-windows", type=int, default=d.realism_windows,
+        help=f"target windows for realism ({d.realism_windows})",
+    )  # fmt: skip
+    p.add_argument(
+        "--realism-s", type=float, default=d.realism_s,
+        help=f"length of a realism window, s ({d.realism_s:g})",
+    )  # fmt: skip
     p.add_argument("--temperature", type=float, default=d.temperature, help="realism temperature")
     p.add_argument("--max-traces", type=int, default=d.max_traces, help="per window, at most")
     p.add_argument("--model", help="base model directory (default: embedded SmolLM2)")

@@ -34,7 +34,11 @@ def start_ns(value: str | None, flag: str = "--start") -> int | None:
     return epoch_ms(parse_time(value, flag)) * 1_000_000
 
 
-def register_ray_and_send(p: argparse.ArgumentParser, ray_help: str) -> None:
+def register_ray_and_send(
+    p: argparse.ArgumentParser,
+    ray_help: str,
+    rate_help: str = "traces per second when sending, e.g. 50/s (default: at once)",
+) -> None:
     """`--ray [ADDRESS]`, `--workers`, `--send URL`, `--protocol` and `--rate`: the flags
     `generate` and `workload` share (their checks: `check_ray_and_send`)."""
     p.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS", help=ray_help)
@@ -47,7 +51,7 @@ def register_ray_and_send(p: argparse.ArgumentParser, ray_help: str) -> None:
     p.add_argument(
         "--protocol", choices=("http", "grpc"), default="http", help="OTLP transport for --send"
     )
-    p.add_argument("--rate", help="traces per second when sending, e.g. 50/s (default: at once)")
+    p.add_argument("--rate", help=rate_help)
 
 
 def check_ray_and_send(args: argparse.Namespace) -> None:

@@ -83,6 +83,8 @@ def register_workload(p: argparse.ArgumentParser) -> None:
         "generate the graphs on Ray actors (the contexts are written here first; no address: a "
         "local cluster; 'auto' or HOST:6379 joins one); shards and manifest.json go to "
         "DIR/shards, a rerun resumes",
+        "traces per second when sending, e.g. 50/s (the span times keep the arrivals; "
+        "default: sent as they arrive)",
     )
     p.add_argument(
         "--send-start",
