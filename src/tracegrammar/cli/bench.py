@@ -75,7 +75,7 @@ def register_attributes_bench(p: argparse.ArgumentParser) -> None:
         "--max-edges", type=int, default=d.max_edges,
         help=f"prompts from validation graphs with at most this many calls ({d.max_edges})",
     )  # fmt: skip
-    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--seed", type=int, default=d.seed, help="seed of the prompt draw and sampling")
     p.add_argument(
         "--time-limit", type=float, default=0,
         help="seconds after which no new (temperature, mode) run starts (0: none)",
