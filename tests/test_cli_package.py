@@ -39,7 +39,17 @@ def test_only_the_cli_package_imports_argparse():
 
 def test_every_command_has_its_module():
     modules = {module for _, _, module, _ in COMMANDS}
-    assert modules == {"data", "generate", "infill", "train", "eval", "export", "send", "bench"}
+    assert modules == {
+        "data",
+        "generate",
+        "infill",
+        "train",
+        "eval",
+        "export",
+        "send",
+        "bench",
+        "workload",
+    }
     assert all((PACKAGE / "cli" / f"{m}.py").is_file() for m in modules)
 
 

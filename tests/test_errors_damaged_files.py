@@ -93,6 +93,7 @@ def test_damaged_adapter_metadata(tiny_model_dir, tmp_path):
     adapter = tmp_path / "adapter"
     adapter.mkdir()
     (adapter / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA"}))
+    (adapter / "adapter_model.safetensors").write_bytes(b"")  # present: the metadata is read first
     (adapter / ADAPTER_META).write_bytes(b"{half")
     with pytest.raises(ModelError, match="unreadable adapter metadata"):
         load_model(tiny_model_dir, adapter, device="cpu")

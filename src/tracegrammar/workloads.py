@@ -491,6 +491,32 @@ def _baseline_workload(request: WindowRequest, data: Any, seed: int) -> Workload
     return Workload(request, contexts, graphs, "baseline", seed)
 
 
+def write_contexts(
+    request: WindowRequest,
+    lm: Any,
+    *,
+    temperature: float,
+    top_k: int,
+    seed: int,
+    reference: Any,
+    max_edges: int | None,
+) -> tuple[list[WindowContext], str, Any]:
+    """The model's contexts of one window (constrained), its text and what the decoding
+    measured: the coarse step of every model workload, in one process or on Ray."""
+    from .decoding.context import write_windows
+
+    windows, stats = write_windows(
+        [request],
+        lm,
+        temperature=temperature,
+        top_k=top_k,
+        seed=seed,
+        reference=reference,
+        max_edges=max_edges,
+    )
+    return list(windows[0].contexts), windows[0].text, stats
+
+
 def _model_workload(
     request: WindowRequest,
     seed: int,
@@ -501,14 +527,13 @@ def _model_workload(
     max_edges: int | None,
     progress: bool,
 ) -> Workload:
-    from .decoding.context import write_windows
     from .decoding.driver import generate
     from .decoding.models import resolve_model
     from .distributed.plan import CHUNK, chunk_seed
 
     lm = resolve_model(model)
-    windows, stats = write_windows(
-        [request],
+    contexts, text, stats = write_contexts(
+        request,
         lm,
         temperature=temperature,
         top_k=top_k,
@@ -516,7 +541,6 @@ def _model_workload(
         reference=reference,
         max_edges=max_edges,
     )
-    contexts = list(windows[0].contexts)
     wanted = graph_requests(contexts)
     graphs = []
     for k in range(0, len(wanted), CHUNK):
@@ -531,4 +555,4 @@ def _model_workload(
         )
     stamped_graphs = [stamp_graph(g, request, c) for g, c in zip(graphs, contexts, strict=True)]
     measured = {"context_wall_s": stats.wall_s, "context_forward_passes": stats.forward_passes}
-    return Workload(request, contexts, stamped_graphs, "model", seed, windows[0].text, measured)
+    return Workload(request, contexts, stamped_graphs, "model", seed, text, measured)

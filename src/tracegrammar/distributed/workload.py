@@ -16,7 +16,14 @@ from typing import Any
 
 from ..errors import EngineError, InputError
 from ..io import graph_from_dict
-from ..workloads import WindowRequest, Workload, as_epoch, graph_requests, stamp_graph
+from ..workloads import (
+    WindowRequest,
+    Workload,
+    as_epoch,
+    graph_requests,
+    stamp_graph,
+    write_contexts,
+)
 from .manifest import job_seed, read_records
 from .plan import CHUNK, JobOptions
 
@@ -51,7 +58,6 @@ def run_workload_distributed(
     reference), for the contexts' services and the graphs alike. Without a seed, the seed of the
     job already in `out_dir` (so a rerun resumes it), else a random one. Raises as
     `run_distributed` does (MissingExtraError without Ray, ShardsUnfinishedError)."""
-    from ..decoding.context import write_windows
     from ..decoding.models import (
         DEFAULT_NAME,
         LoadedModel,
@@ -83,8 +89,8 @@ def run_workload_distributed(
         from ..traces import load_traces
 
         reference = Reference.from_graphs(load_traces(semantic))
-    windows, stats = write_windows(
-        [request],
+    contexts, text, stats = write_contexts(
+        request,
         lm,
         temperature=temperature,
         top_k=top_k,
@@ -92,7 +98,6 @@ def run_workload_distributed(
         reference=reference,
         max_edges=max_edges,
     )
-    contexts = list(windows[0].contexts)
     options = JobOptions(
         temperature=temperature, top_k=top_k, model=base, adapter=adapter, semantic=semantic
     )
@@ -124,4 +129,4 @@ def run_workload_distributed(
         "shards_skipped": len(report.skipped),
         "workers": report.workers,
     }
-    return Workload(request, contexts, graphs, "model", seed, windows[0].text, measured)
+    return Workload(request, contexts, graphs, "model", seed, text, measured)
