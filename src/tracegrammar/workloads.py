@@ -477,15 +477,13 @@ def stamp_graph(graph: CallGraph, request: WindowRequest, context: WindowContext
 
 def _baseline_workload(request: WindowRequest, data: Any, seed: int) -> Workload:
     from .baseline import ProbabilisticBaseline
-    from .constraints import Constraints
 
     if data is None:
         raise ConstraintError("method='baseline' needs data (graphs or a fitted baseline)", "data")
     base = data if isinstance(data, ProbabilisticBaseline) else ProbabilisticBaseline.fit(data)
     contexts = base.window_contexts(request, seed)
     graphs = []
-    for i, c in enumerate(contexts):
-        wanted = Constraints(c.service, num_edges=c.num_edges, depth=c.depth, latency=c.latency)
+    for i, (c, wanted) in enumerate(zip(contexts, graph_requests(contexts), strict=True)):
         graph = base.sample(wanted, 1, seed=seed * 1_000_003 + i)[0]
         graphs.append(stamp_graph(graph, request, c))
     return Workload(request, contexts, graphs, "baseline", seed)
