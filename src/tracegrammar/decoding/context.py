@@ -47,7 +47,7 @@ from ..workloads import (
 from .engine import Engine, LayerSession
 from .models import LoadedModel, resolve_model
 from .sampling import layer_rng
-from .scanner import _IDENT, TERMINATORS
+from .scanner import KeyValueReader
 from .scheduler import GenerationStats, LayerJob, WaveScheduler
 from .writers import (
     BLOCK_TOKENS,
@@ -91,9 +91,9 @@ class WindowRules:
 
 
 @dataclass
-class ContextScanner:
-    """Follows a window's output character by character (the `key:value` reading of
-    `scanner.FieldScanner`) and sets `target`, what the value being written may be."""
+class ContextScanner(KeyValueReader):
+    """Follows a window's output character by character (`scanner.KeyValueReader`) and sets
+    `target`, what the value being written may be."""
 
     rules: WindowRules
     lines: list[dict[str, int | str]] = field(default_factory=list)
@@ -101,21 +101,6 @@ class ContextScanner:
     field: str | None = None
     buf: str = ""
     target: IntSet | str | frozenset[str] | None = None
-
-    def feed(self, text: str) -> None:
-        for ch in text:
-            if self.field is not None:
-                if ch not in TERMINATORS:
-                    self.buf += ch
-                    continue
-                self._commit()
-            if ch == ":" and self.key:
-                self._open(self.key)
-                self.key = ""
-            elif ch in _IDENT:
-                self.key += ch
-            else:
-                self.key = ""
 
     def _open(self, name: str) -> None:
         if name == "at":

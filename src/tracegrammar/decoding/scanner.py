@@ -32,24 +32,13 @@ TERMINATORS = frozenset(" )>\n,")
 _IDENT = frozenset("abcdefghijklmnopqrstuvwxyz_")
 
 
-@dataclass
-class FieldScanner:
-    """Scanner state for one layer output. `feed()` text as it is generated."""
+class KeyValueReader:
+    """The `key:value` reading shared by the scanners: a subclass holds `key`, `field` and `buf`
+    and says what opening a field (`_open`) and finishing its value (`_commit`) mean."""
 
-    conditions: LayerConditions
-    draft: Draft = field(init=False)
-    section: str | None = None  # "edge" or "block": where the current key belongs
-    key: str = ""  # identifier characters seen since the last non-identifier
-    field: str | None = None  # the field whose value is being written
-    buf: str = ""  # its characters so far
-    #: what the current field may be: an IntSet, the one string it must copy, a set of strings
-    #: it must be one of, or None (free)
-    target: IntSet | str | frozenset[str] | None = None
-    calls: CallRules | None = None  # the semantic rules (a reference.CallScope)
-    plan: LayerPlan | None = None  # requested attributes planned for this layer
-
-    def __post_init__(self) -> None:
-        self.draft = Draft(self.conditions, calls=self.calls, plan=self.plan)
+    key: str
+    field: str | None
+    buf: str
 
     def feed(self, text: str) -> None:
         for ch in text:
@@ -68,6 +57,32 @@ class FieldScanner:
             self.key += ch
         else:
             self.key = ""
+
+    def _open(self, name: str) -> None:
+        raise NotImplementedError
+
+    def _commit(self) -> None:
+        raise NotImplementedError
+
+
+@dataclass
+class FieldScanner(KeyValueReader):
+    """Scanner state for one layer output. `feed()` text as it is generated."""
+
+    conditions: LayerConditions
+    draft: Draft = field(init=False)
+    section: str | None = None  # "edge" or "block": where the current key belongs
+    key: str = ""  # identifier characters seen since the last non-identifier
+    field: str | None = None  # the field whose value is being written
+    buf: str = ""  # its characters so far
+    #: what the current field may be: an IntSet, the one string it must copy, a set of strings
+    #: it must be one of, or None (free)
+    target: IntSet | str | frozenset[str] | None = None
+    calls: CallRules | None = None  # the semantic rules (a reference.CallScope)
+    plan: LayerPlan | None = None  # requested attributes planned for this layer
+
+    def __post_init__(self) -> None:
+        self.draft = Draft(self.conditions, calls=self.calls, plan=self.plan)
 
     def _open(self, name: str) -> None:
         if name == "id":
