@@ -129,7 +129,12 @@ CASES: list[tuple[list[str], list[str]]] = [
         ["--stop-after", "0"],
     ),
     (["train", "--data", "{T}/t.csv", "--out", "{T}/a", "--base", "{T}"], ["--base", "{T}"]),
-    (["train", "--data", "{T}/t.csv", "--out", "{T}/a", "--epochs", "inf"], ["epochs", "inf"]),
+    (["train", "--data", "{T}/t.csv", "--out", "{T}/a", "--epochs", "inf"], ["--epochs", "inf"]),
+    (["train", "--data", "{T}/t.csv", "--out", "{T}/a", "--lr", "-1"], ["--lr", "-1"]),
+    (
+        ["train", "--data", "{T}/t.csv", "--out", "{T}/a", "--batch-size", "30"],
+        ["--batch-size", "30"],
+    ),
     # bench
     (["bench", "validity", "--data", "{T}/t.csv", "--samples", "0"], ["--samples", "0"]),
     (["bench", "validity", "--data", "{T}/t.csv", "--cells", "-1"], ["--cells", "-1"]),

@@ -69,12 +69,13 @@ def register_train(p: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """The YAML (or the defaults) with every given flag on top."""
+    from ..errors import TrainError
     from ..training.config import TrainConfig
 
     cfg = TrainConfig.from_yaml(args.config) if args.config else TrainConfig()
     data = tuple(str(Path(d).resolve()) for d in args.data) if args.data else None
     base = str(Path(args.base).resolve()) if args.base else None
-    return cfg.override(
+    values = dict(
         data=data,
         base=base,
         format=args.sample_format,
@@ -91,6 +92,15 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         device=args.device,
         progress=False if args.no_progress else None,
     )
+    try:
+        return cfg.override(**values)
+    except TrainError as exc:  # a bad flag value: name the flag, not the config key
+        problem = str(exc).removeprefix("config: ")
+        field = problem.split(" ", 1)[0]
+        if values.get(field) is None:
+            raise
+        flag = "--sample-format" if field == "format" else "--" + field.replace("_", "-")
+        raise TrainError(f"{flag}: {problem}") from None
 
 
 def cmd_train(args: argparse.Namespace) -> int:
