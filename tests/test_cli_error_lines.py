@@ -123,6 +123,10 @@ CASES: list[tuple[list[str], list[str]]] = [
         ],
         ["--latency", "-1"],
     ),
+    (
+        ["generate", "--service", "S_1", "--out", "{T}/o.jsonl", "--rate", "-5/s"],
+        ["--rate", "--rate=VALUE"],
+    ),
     # train: refused before torch
     (
         ["train", "--data", "{T}/t.csv", "--out", "{T}/a", "--stop-after", "0"],

@@ -8,6 +8,7 @@ any model is loaded.
 from __future__ import annotations
 
 import argparse
+import re
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -223,6 +224,10 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         command = self.prog.removeprefix("tracegrammar").strip()
         where = f"{command}: " if command else ""
+        flag = re.match(r"argument ([\w/-]+): expected one argument", message)
+        if flag:  # `--rate -5/s`: argparse took the value for an option
+            name = flag.group(1).split("/")[-1]
+            message += f" (a value that starts with '-' goes as {name}=VALUE)"
         line = " ".join(f"{where}{message} (see {self.prog} --help)".split())
         self.exit(2, f"tracegrammar: error: {line}\n")
 
