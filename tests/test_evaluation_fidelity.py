@@ -139,3 +139,42 @@ def test_bad_options_fail_in_one_line_before_torch(extra, message, tmp_path):
     (line,) = done.stderr.strip().splitlines()
     assert line.startswith(f"tracegrammar: error: {message}")
     assert not (tmp_path / "x").exists()
+
+
+def _call(service: str, dest: str, latency: int) -> CallGraph:
+    return CallGraph(service, (Edge("0", "USER", dest, "rpc", 0, latency),))
+
+
+def test_real_context_and_split_memorization_by_graph_size():
+    from tracegrammar.evaluation.scoring import Real, diagnostics, real_context
+
+    train = (
+        _call("S_1", "MS_1", 5), _call("S_1", "MS_1", 5), _call("S_1", "MS_2", 7),
+        _graph("S_2", 3),
+    )  # fmt: skip
+    validation = (
+        _call("S_1", "MS_3", 5),  # same service and latency as a one-call training graph
+        _call("S_1", "MS_9", 6),  # MS_9 is never named in training
+        _call("S_3", "MS_1", 5),  # another service
+        _graph("S_2", 2),
+    )  # fmt: skip
+    real = Real(validation, train)
+    ctx = real_context(real, ks=(1, 3))
+    assert ctx["train_graphs"] == 4 and ctx["train_repeated"] == 0.5  # the two S_1/MS_1/5 copies
+    assert (ctx["one_call_prompts"], ctx["one_call_prompts_copyable"]) == (3, 1)
+    # destinations in validation: MS_1 x2 (one-call S_3 and the S_2 graph's root), MS_2 x1
+    # (S_2's child), MS_3 x1, MS_9 x1: the top-3 is MS_1 and two of the three one-call ties
+    top1, top3 = ctx["heavy_hitters"]["1"], ctx["heavy_hitters"]["3"]
+    assert top1 == {"in_training": 1.0, "cutoff_calls": 2, "tied_at_cutoff": 1, "tied_in_top": 1}
+    assert top3["cutoff_calls"] == 1 and top3["tied_at_cutoff"] == 3 and top3["tied_in_top"] == 2
+    assert top3["in_training"] == 2 / 3  # MS_1, MS_2 named in training, MS_3 not; MS_9 cut
+
+    synthetic = [
+        _call("S_1", "MS_1", 5),
+        _call("S_1", "MS_2", 5),
+        _graph("S_2", 3),
+        _graph("S_2", 2),
+    ]
+    diag = diagnostics(real, synthetic)
+    assert diag["memorized_one_call"] == 0.5  # the first is a training graph, the second is not
+    assert diag["memorized_more_calls"] == 0.5  # the 3-call S_2 graph is a training graph

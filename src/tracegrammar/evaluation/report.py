@@ -10,7 +10,7 @@ from typing import Any
 from ..io import atomic_writer
 from .bootstrap import RESAMPLES, Interval
 from .fidelity import META, RECORDS, SOURCES, finished, read_graphs, read_lines
-from .scoring import METRICS, Real, diagnostics, score
+from .scoring import METRICS, Real, diagnostics, real_context, score
 from .tables import table_lines
 from .usefulness import usefulness
 
@@ -60,6 +60,7 @@ def summarize(out: Path, data: str | Path) -> dict[str, Any]:
         "meta": meta,
         "sources": sources,
         "real_diagnostics": diagnostics(real, real.validation),
+        "real_context": real_context(real),
         "usefulness": usefulness(
             split.train, split.validation, {s: graphs[s] for s in names}, resamples=resamples
         ),
@@ -146,6 +147,7 @@ def markdown(summary: dict[str, Any]) -> str:
     lines += ["", "Lower is better for KL, JS and the EMDs; higher for heavy hitters.", ""]
     lines += ["## Per-field diagnostics", ""]
     lines += diagnostics_table(summary)
+    lines += ["", *context_lines(summary.get("real_context"))]
     lines += ["", "## Usefulness: train on synthetic, test on real validation graphs", ""]
     lines += usefulness_table(summary["usefulness"])
     lines += ["", DEFINITIONS, ""]
@@ -172,9 +174,40 @@ def diagnostics_table(summary: dict[str, Any]) -> list[str]:
         ),
         ("mc/db/mq calls with children", lambda d: d.get("leaf_with_children", "-")),
         ("longest microservice name (chars)", lambda d: d.get("longest_name", "-")),
+        ("memorized (exact), graphs of one call", lambda d: _pct(d.get("memorized_one_call"))),
+        ("memorized (exact), graphs of 2+ calls", lambda d: _pct(d.get("memorized_more_calls"))),
     ]
     rows = [[label, *(get(c) for c in cols.values())] for label, get in fields]
     return table_lines(["field", *cols], rows)
+
+
+def context_lines(ctx: dict[str, Any] | None) -> list[str]:
+    """What the real data lets a metric reach (`scoring.real_context`), in words."""
+    if not ctx:
+        return []
+    out = [
+        f"What the real data allows: {_pct(ctx['train_repeated'])} of the "
+        f"{ctx['train_graphs']} training graphs have an exact copy elsewhere in the training "
+        f"split (real traffic repeats whole graphs); the validation split has none by "
+        f"construction (the split is by graph hash), so exact memorization has no real-vs-real "
+        f"floor. Of the {ctx['one_call_prompts']} one-call validation prompts, "
+        f"{ctx['one_call_prompts_copyable']} match a one-call training graph in service and "
+        f"latency: the prompt fixes the times, and the realistic call is often the training "
+        f"graph's."
+    ]
+    for k, h in ctx["heavy_hitters"].items():
+        cut = (
+            f"{h['tied_at_cutoff']} real microservices have that count and {h['tied_in_top']} of "
+            f"them are in the top-{k}, picked by name"
+            if h["tied_at_cutoff"] > h["tied_in_top"]
+            else "no tie is cut"
+        )
+        out.append(
+            f"Heavy hitters @{k}: {_pct(h['in_training'])} of the real top-{k} microservices are "
+            f"named in the training split (the most a source keeping to training calls can "
+            f"recover); the {k}th has {h['cutoff_calls']} calls ({cut})."
+        )
+    return [" ".join(out)]
 
 
 def usefulness_table(rows: list[dict[str, Any]]) -> list[str]:
@@ -227,7 +260,7 @@ def _cell(source: dict[str, Any], metric: str) -> str:
     value = source["metrics"].get(metric)
     if value is None:
         return "-"
-    return Interval(**value).format(3 if metric.startswith("emd") else 2)
+    return Interval(**value).format(4 if metric.startswith("emd") else 2)
 
 
 def _share(source: dict[str, Any], key: str) -> str:

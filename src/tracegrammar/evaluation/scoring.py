@@ -23,6 +23,7 @@ from ..metrics import (
     heavy_hitter_overlap,
     memorized,
     semantic_validity,
+    top_k,
 )
 from ..reference import Reference
 from ..types import CALL_TYPES, USER, CallGraph
@@ -119,12 +120,20 @@ def diagnostics(real: Real, graphs: Sequence[CallGraph]) -> dict[str, Any]:
     - `rt_ms`: response time quantiles p50/p90/p99 (ms);
     - `width_by_depth`: mean children per call, per call depth (1 = the root call);
     - `leaf_with_children`: calls of a type that never has children in real data that do;
-    - `longest_name`: characters in the longest microservice name.
+    - `longest_name`: characters in the longest microservice name;
+    - `memorized_one_call` / `memorized_more_calls`: the exact memorization share among graphs
+      of one call (whose prompt fixes the times: a copy is a matter of choosing the same call)
+      and among graphs of two or more calls.
     """
     edges = [e for g in graphs for e in g.edges]
     if not edges:
         return {}
+    flags = memorized(graphs, real.train)
+    one = [e for g, (e, _) in zip(graphs, flags, strict=True) if g.num_edges == 1]
+    more = [e for g, (e, _) in zip(graphs, flags, strict=True) if g.num_edges > 1]
     return {
+        "memorized_one_call": sum(one) / len(one) if one else None,
+        "memorized_more_calls": sum(more) / len(more) if more else None,
         "known_destinations": sum(e.destination in real.train_names for e in edges) / len(edges),
         "type_tvd": type_tvd(real.validation, graphs),
         "rt_ms": rt_quantiles(graphs),
@@ -163,3 +172,44 @@ def leaf_with_children(graphs: Sequence[CallGraph]) -> int:
     return sum(
         1 for g in graphs for e in g.edges if e.type in LEAF_TYPES and e.rpc_id in g.children
     )
+
+
+def real_context(real: Real, ks: Sequence[int] = TABLE_KS) -> dict[str, Any]:
+    """What the real data lets a metric reach, measured on the splits themselves:
+
+    - `train_repeated`: share of training graphs with an exact copy (`graph_hash`) elsewhere in
+      the training split (how often real traffic repeats a whole graph); the validation split
+      holds none by construction (the split is by graph hash), so exact memorization has no
+      real-vs-real floor to compare with;
+    - `one_call_prompts`: validation graphs of one call, and how many of them match a one-call
+      training graph in service and latency (there the prompt fixes the times and an exact copy
+      is one call choice away);
+    - `heavy_hitters[K]`: of the real top-K microservices, the share named in the training split
+      (what a source that keeps to training calls can recover at most), the calls of the K-th
+      and how many real microservices tie at that count (ties are broken by name, so past the
+      first ones the top-K is partly an alphabetical draw).
+    """
+    from ..traces import graph_hash
+
+    copies = Counter(graph_hash(g) for g in real.train)
+    repeated = sum(n for n in copies.values() if n > 1)
+    one_call_train = {(g.service, g.latency) for g in real.train if g.num_edges == 1}
+    one = [g for g in real.validation if g.num_edges == 1]
+    dests = real.features.destinations
+    hh: dict[str, dict[str, Any]] = {}
+    for k in ks:
+        top = top_k(dests, k)
+        cutoff = dests[top[-1]] if top else 0
+        hh[str(k)] = {
+            "in_training": sum(n in real.train_names for n in top) / len(top) if top else None,
+            "cutoff_calls": cutoff,
+            "tied_at_cutoff": sum(1 for v in dests.values() if v == cutoff),
+            "tied_in_top": sum(1 for n in top if dests[n] == cutoff),
+        }
+    return {
+        "train_graphs": len(real.train),
+        "train_repeated": repeated / len(real.train) if real.train else None,
+        "one_call_prompts": len(one),
+        "one_call_prompts_copyable": sum((g.service, g.latency) in one_call_train for g in one),
+        "heavy_hitters": hh,
+    }
