@@ -412,6 +412,73 @@ def test_combined_chooser_adds_the_frequency_prior(tiny_model):
         ModelChooser(tiny_model, prior=True)
 
 
+def _one_pass_each(lm, items):
+    """log p(output | prompt) from one forward pass over each item alone."""
+    import torch
+
+    out = []
+    with torch.inference_mode():
+        for p, o in items:
+            logits = lm.model(input_ids=torch.tensor([p + o])).logits[0]
+            lp = torch.log_softmax(logits[len(p) - 1 : -1].float(), -1)
+            out.append(float(lp[torch.arange(len(o)), torch.tensor(o)].sum()))
+    return out
+
+
+@pytest.mark.parametrize("pass_tokens", [1024, 7])
+def test_batched_candidate_scores_equal_one_pass_each(tiny_model, pass_tokens):
+    import torch
+
+    from tracegrammar.decoding.infill import continuation_logprobs
+
+    def ids(text: str) -> list[int]:
+        return list(tiny_model.tokenizer(text, add_special_tokens=False).input_ids)
+
+    outputs = ["dm:MS_5 type:rpc\n", "dm:MS_53 type:rpc\n", "dm:MS_5", "dm:UNKNOWN type:db\n"]
+    same = [(ids("<layer service:S_1>\n"), ids(o)) for o in outputs]
+    with torch.inference_mode():
+        fast, passes = continuation_logprobs(tiny_model.model, same, pass_tokens=pass_tokens)
+    slow = _one_pass_each(tiny_model, same)
+    # one prompt: the output tokens all share are a constant left out of every score
+    assert [f - fast[0] for f in fast] == pytest.approx([s - slow[0] for s in slow], abs=1e-4)
+    assert passes >= (2 if pass_tokens > 100 else 3)
+    differ = [(ids(f"<layer start_node:{d}>\n"), ids("(id:0 dm:MS_2)\n")) for d in ("A", "BB")]
+    differ.append((ids("x"), ids("yz")))  # shares nothing with the others
+    with torch.inference_mode():
+        fast, _ = continuation_logprobs(tiny_model.model, differ, pass_tokens=pass_tokens)
+    assert fast == pytest.approx(_one_pass_each(tiny_model, differ), abs=1e-4)
+
+
+def test_model_chooser_takes_the_best_scored_allowed_value(tiny_model):
+    from tracegrammar.decoding.infill import ModelChooser, layer_text
+
+    graph = CallGraph(
+        "S_1",
+        (
+            Edge("0", "USER", "MS_1", "http", 0, 9),
+            Edge("0.1", "MS_1", "MS_2", "rpc", 1, 2),
+            Edge("0.2", "MS_1", "MS_3", "rpc", 3, 4),
+        ),
+    )
+    part = Part("0.2", "destination")
+    masked = mask(graph, part)
+    options = ("MS_2", "MS_3", "MS_4")
+    chooser = ModelChooser(tiny_model)
+    text = layer_text(masked, part, "destination", options[0])
+    assert text is not None
+    prompt, prefix, follow = text
+    items = [(chooser._ids(prompt), chooser._ids(prefix + o + follow)) for o in options]
+    slow = _one_pass_each(tiny_model, items)
+    want = options[max(range(3), key=lambda i: (slow[i], -i))]
+    assert chooser.choose(masked, part, "destination", options, {}) == want
+    passes = chooser.forward_passes
+    again = ModelChooser(tiny_model, memo=chooser.memo)  # the benchmark's combined chooser
+    assert again.choose(masked, part, "destination", options, {}) == want
+    assert again.forward_passes == 0  # its scores came from the shared memo
+    assert chooser.choose(masked, part, "destination", ("MS_4",), {}) == "MS_4"
+    assert chooser.forward_passes == passes  # one allowed value: the model is not run
+
+
 def test_bench_summary_on_a_small_sample(tmp_path, shared_data: Path):
     from tracegrammar.evaluation.infill import InfillOptions, run_infill
 
