@@ -479,6 +479,43 @@ def test_model_chooser_takes_the_best_scored_allowed_value(tiny_model):
     assert chooser.forward_passes == passes  # one allowed value: the model is not run
 
 
+def test_paired_statistics():
+    from tracegrammar.evaluation.paired import mcnemar, paired, wilson
+
+    assert mcnemar(0, 5) == pytest.approx(0.0625) and mcnemar(3, 3) == 1.0
+    assert mcnemar(1, 9) == pytest.approx(22 / 1024)
+    lo, hi = wilson(0, 10)
+    assert lo == 0.0 and hi == pytest.approx(0.2775, abs=1e-4)
+    lo, hi = wilson(50, 100)
+    assert lo == pytest.approx(0.4038, abs=1e-4) and hi == pytest.approx(0.5962, abs=1e-4)
+    r = paired([True] * 8 + [False] * 2, [True] * 3 + [False] * 7)
+    assert (r["b"], r["c"], r["n"]) == (5, 0, 10) and r["p_mcnemar"] == pytest.approx(0.0625)
+    assert r["difference"]["value"] == pytest.approx(0.5) and r["difference"]["low"] > 0
+    with pytest.raises(ValueError, match="length"):
+        paired([True], [True, False])
+
+
+def test_bench_compares_every_method_with_frequency_on_the_same_cases():
+    from tracegrammar.evaluation.infill import compare
+
+    def rec(case: int, method: str, ok: bool) -> dict:
+        return {
+            "case": case,
+            "method": method,
+            "task": "type",
+            "correct": {"type": ok},
+            "allowed": 1 if case == 0 else 3,
+            "truth_allowed": case != 3,
+        }
+
+    records = [rec(k, "frequency", k < 2) for k in range(4)]
+    records += [rec(k, "constrained", k in (0, 2, 3)) for k in range(4)]
+    records.append(rec(4, "constrained", True))  # no frequency record: not paired
+    out = compare(records)["type"]
+    assert (out["constrained"]["n"], out["constrained"]["b"], out["constrained"]["c"]) == (4, 2, 1)
+    assert out["cases"] == {"n": 5, "one_allowed": 1, "truth_allowed": 4}
+
+
 def test_bench_summary_on_a_small_sample(tmp_path, shared_data: Path):
     from tracegrammar.evaluation.infill import InfillOptions, run_infill
 
