@@ -479,6 +479,25 @@ def test_model_chooser_takes_the_best_scored_allowed_value(tiny_model):
     assert chooser.forward_passes == passes  # one allowed value: the model is not run
 
 
+def test_a_narrow_time_range_is_scored_value_by_value(tiny_model):
+    from tracegrammar.decoding.infill import MAX_EXACT_NUMBERS, ModelChooser
+
+    graph = CallGraph(
+        "S_1", (Edge("0", "USER", "MS_1", "http", 0, 20), Edge("0.1", "MS_1", "MS_2", "rpc", 3, 9))
+    )
+    part = Part("0.1", "start")
+    masked = mask(graph, part)
+    chooser = ModelChooser(tiny_model)
+    span = allowed(masked, "0.1", "start", Reference.from_graphs([graph]))
+    assert span == IntRange(0, 9) and span.hi - span.lo + 1 <= MAX_EXACT_NUMBERS
+    prompt = chooser._ids(render_prompt(masked, part))
+    items = [(prompt, chooser._ids(f"start:{v}\n")) for v in range(10)]
+    slow = _one_pass_each(tiny_model, items)
+    want = max(range(10), key=lambda v: (slow[v], -v))
+    assert chooser.choose(masked, part, "start", span, {}) == want
+    assert chooser.choose(masked, part, "start", IntRange(4, 4), {}) == 4
+
+
 def test_paired_statistics():
     from tracegrammar.evaluation.paired import mcnemar, paired, wilson
 

@@ -19,9 +19,11 @@ copy of that key-value cache, which gives the same log-likelihoods as one forwar
 candidate in one or two passes. With `prior`, the frequency prior's log-probability
 (`infilling.log_prior`) is added to each score (the `combined` chooser of the benchmark).
 
-A number (a start or finish time) is written digit by digit after the infill prompt, each step
-choosing the most likely of the digits that can still end inside the allowed range (and the end
-of the number, once inside); the prompt's key-value cache is kept for the part's later fields.
+A number (a start or finish time) with at most `MAX_EXACT_NUMBERS` allowed values is chosen the
+same way, every value's answer scored after the infill prompt. A wider range is written digit by
+digit after the infill prompt, each step choosing the most likely of the digits that can still
+end inside the allowed range (and the end of the number, once inside: a greedy path, not the
+argmax over the range); the prompt's key-value cache is kept for the part's later fields.
 
 `free_answer` is the unconstrained model of the benchmark: the same prompt, greedy decoding with
 no mask, and whatever it writes.
@@ -60,6 +62,9 @@ MAX_FREE_TOKENS = {"call": 40, "field": 16}
 #: Most tokens (rows x width) one batched scoring pass feeds; its logits take 4 bytes per token
 #: per vocabulary entry (about 200 MB at 1024 tokens for the default base).
 PASS_TOKENS = 1024
+#: A time with at most this many allowed values is chosen like a name (every value scored);
+#: a wider range is written digit by digit.
+MAX_EXACT_NUMBERS = 64
 #: Scored candidate lists kept by a chooser (`ModelChooser.memo`) before it is cleared.
 MEMO_SIZE = 512
 
@@ -117,6 +122,13 @@ class ModelChooser:
             if scores is None:
                 scores = self._prompt_scores(graph, part, field, allowed, answer)
             return self._pick(graph, part, field, allowed, scores)
+        size = allowed.hi - allowed.lo + 1
+        if allowed.lo >= 0 and 1 <= size <= MAX_EXACT_NUMBERS:
+            if size == 1:
+                return allowed.lo
+            values = tuple(str(v) for v in range(allowed.lo, allowed.hi + 1))
+            scores = self._prompt_scores(graph, part, field, values, answer)
+            return int(self._pick(graph, part, field, values, scores))
         prompt = render_prompt(mask(graph, part), part)  # the part still missing, as trained
         if prompt != self._prompt:
             self._start(prompt)
