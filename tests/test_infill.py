@@ -412,6 +412,129 @@ def test_combined_chooser_adds_the_frequency_prior(tiny_model):
         ModelChooser(tiny_model, prior=True)
 
 
+def _one_pass_each(lm, items):
+    """log p(output | prompt) from one forward pass over each item alone."""
+    import torch
+
+    out = []
+    with torch.inference_mode():
+        for p, o in items:
+            logits = lm.model(input_ids=torch.tensor([p + o])).logits[0]
+            lp = torch.log_softmax(logits[len(p) - 1 : -1].float(), -1)
+            out.append(float(lp[torch.arange(len(o)), torch.tensor(o)].sum()))
+    return out
+
+
+@pytest.mark.parametrize("pass_tokens", [1024, 7])
+def test_batched_candidate_scores_equal_one_pass_each(tiny_model, pass_tokens):
+    import torch
+
+    from tracegrammar.decoding.infill import continuation_logprobs
+
+    def ids(text: str) -> list[int]:
+        return list(tiny_model.tokenizer(text, add_special_tokens=False).input_ids)
+
+    outputs = ["dm:MS_5 type:rpc\n", "dm:MS_53 type:rpc\n", "dm:MS_5", "dm:UNKNOWN type:db\n"]
+    same = [(ids("<layer service:S_1>\n"), ids(o)) for o in outputs]
+    with torch.inference_mode():
+        fast, passes = continuation_logprobs(tiny_model.model, same, pass_tokens=pass_tokens)
+    slow = _one_pass_each(tiny_model, same)
+    # one prompt: the output tokens all share are a constant left out of every score
+    assert [f - fast[0] for f in fast] == pytest.approx([s - slow[0] for s in slow], abs=1e-4)
+    assert passes >= (2 if pass_tokens > 100 else 3)
+    differ = [(ids(f"<layer start_node:{d}>\n"), ids("(id:0 dm:MS_2)\n")) for d in ("A", "BB")]
+    differ.append((ids("x"), ids("yz")))  # shares nothing with the others
+    with torch.inference_mode():
+        fast, _ = continuation_logprobs(tiny_model.model, differ, pass_tokens=pass_tokens)
+    assert fast == pytest.approx(_one_pass_each(tiny_model, differ), abs=1e-4)
+
+
+def test_model_chooser_takes_the_best_scored_allowed_value(tiny_model):
+    from tracegrammar.decoding.infill import ModelChooser, layer_text
+
+    graph = CallGraph(
+        "S_1",
+        (
+            Edge("0", "USER", "MS_1", "http", 0, 9),
+            Edge("0.1", "MS_1", "MS_2", "rpc", 1, 2),
+            Edge("0.2", "MS_1", "MS_3", "rpc", 3, 4),
+        ),
+    )
+    part = Part("0.2", "destination")
+    masked = mask(graph, part)
+    options = ("MS_2", "MS_3", "MS_4")
+    chooser = ModelChooser(tiny_model)
+    text = layer_text(masked, part, "destination", options[0])
+    assert text is not None
+    prompt, prefix, follow = text
+    items = [(chooser._ids(prompt), chooser._ids(prefix + o + follow)) for o in options]
+    slow = _one_pass_each(tiny_model, items)
+    want = options[max(range(3), key=lambda i: (slow[i], -i))]
+    assert chooser.choose(masked, part, "destination", options, {}) == want
+    passes = chooser.forward_passes
+    again = ModelChooser(tiny_model, memo=chooser.memo)  # the benchmark's combined chooser
+    assert again.choose(masked, part, "destination", options, {}) == want
+    assert again.forward_passes == 0  # its scores came from the shared memo
+    assert chooser.choose(masked, part, "destination", ("MS_4",), {}) == "MS_4"
+    assert chooser.forward_passes == passes  # one allowed value: the model is not run
+
+
+def test_a_narrow_time_range_is_scored_value_by_value(tiny_model):
+    from tracegrammar.decoding.infill import MAX_EXACT_NUMBERS, ModelChooser
+
+    graph = CallGraph(
+        "S_1", (Edge("0", "USER", "MS_1", "http", 0, 20), Edge("0.1", "MS_1", "MS_2", "rpc", 3, 9))
+    )
+    part = Part("0.1", "start")
+    masked = mask(graph, part)
+    chooser = ModelChooser(tiny_model)
+    span = allowed(masked, "0.1", "start", Reference.from_graphs([graph]))
+    assert span == IntRange(0, 9) and span.hi - span.lo + 1 <= MAX_EXACT_NUMBERS
+    prompt = chooser._ids(render_prompt(masked, part))
+    items = [(prompt, chooser._ids(f"start:{v}\n")) for v in range(10)]
+    slow = _one_pass_each(tiny_model, items)
+    want = max(range(10), key=lambda v: (slow[v], -v))
+    assert chooser.choose(masked, part, "start", span, {}) == want
+    assert chooser.choose(masked, part, "start", IntRange(4, 4), {}) == 4
+
+
+def test_paired_statistics():
+    from tracegrammar.evaluation.paired import mcnemar, paired, wilson
+
+    assert mcnemar(0, 5) == pytest.approx(0.0625) and mcnemar(3, 3) == 1.0
+    assert mcnemar(1, 9) == pytest.approx(22 / 1024)
+    lo, hi = wilson(0, 10)
+    assert lo == 0.0 and hi == pytest.approx(0.2775, abs=1e-4)
+    lo, hi = wilson(50, 100)
+    assert lo == pytest.approx(0.4038, abs=1e-4) and hi == pytest.approx(0.5962, abs=1e-4)
+    r = paired([True] * 8 + [False] * 2, [True] * 3 + [False] * 7)
+    assert (r["b"], r["c"], r["n"]) == (5, 0, 10) and r["p_mcnemar"] == pytest.approx(0.0625)
+    assert r["difference"]["value"] == pytest.approx(0.5) and r["difference"]["low"] > 0
+    with pytest.raises(ValueError, match="length"):
+        paired([True], [True, False])
+
+
+def test_bench_compares_every_method_with_frequency_on_the_same_cases():
+    from tracegrammar.evaluation.infill import compare
+
+    def rec(case: int, method: str, ok: bool) -> dict:
+        return {
+            "case": case,
+            "method": method,
+            "task": "type",
+            "correct": {"type": ok},
+            "allowed": 1 if case == 0 else 3,
+            "truth_allowed": case != 3,
+        }
+
+    records = [rec(k, "frequency", k < 2) for k in range(4)]
+    records += [rec(k, "constrained", k in (0, 2, 3)) for k in range(4)]
+    records.append(rec(4, "constrained", True))  # no frequency record: not paired
+    out = compare(records)["type"]
+    assert (out["constrained"]["n"], out["constrained"]["b"], out["constrained"]["c"]) == (4, 2, 1)
+    assert out["cases"] == {"n": 5, "one_allowed": 1, "truth_allowed": 4}
+
+
 def test_bench_summary_on_a_small_sample(tmp_path, shared_data: Path):
     from tracegrammar.evaluation.infill import InfillOptions, run_infill
 

@@ -220,6 +220,10 @@ def register_infill_bench(p: argparse.ArgumentParser) -> None:
         "--time-limit", type=float, default=0,
         help="seconds after which no new case starts; the summary says how many ran (0: none)",
     )  # fmt: skip
+    p.add_argument(
+        "--threads", type=int, default=0,
+        help="torch CPU threads (0: torch's default; 1 is fastest when other work shares the cores)",
+    )  # fmt: skip
     p.add_argument("--model", help="base model directory (default: embedded SmolLM2)")
     p.add_argument("--adapter", help="LoRA adapter (default: shipped; 'none' for the bare base)")
     p.set_defaults(func=cmd_infill_bench)
@@ -241,6 +245,7 @@ def cmd_infill_bench(args: argparse.Namespace) -> int:
         time_limit=args.time_limit,
         model=args.model,
         adapter=resolve_adapter(args.adapter),
+        threads=args.threads,
     )
     check_options(opts)
     uses_model = opts.methods != ("frequency",) or opts.recover_with == "model"

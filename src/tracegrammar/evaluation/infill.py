@@ -8,13 +8,20 @@ the seed, one maskable call of each is masked (`infilling.mask`), and every meth
 - `frequency`: the allowed value most common in that context in the training split;
 - `constrained`: the model choosing among the allowed values (`decoding.infill.ModelChooser`);
 - `combined`: the same, a destination's or type's score being the model's log-likelihood plus the
-  frequency prior's log-probability (`infilling.log_prior`: a product of the two);
+  frequency prior's log-probability (`infilling.log_prior`: a product of the two); it reuses the
+  `constrained` chooser's scores (a shared memo), so the model runs once for both;
 - `unconstrained`: the model's greedy answer to the same prompt, no mask (`free_answer`).
 
 The semantic rules are the adapter's reference (else the training split's). A value is correct
 when it equals the truth exactly; for a whole call the summary gives each field, the call's
 (destination, type) and all four fields. Valid: the filled graph passes the oracle (and no call of
 a leaf type has children).
+
+Every method fills the same cases, so each is compared with `frequency` case by case
+(`evaluation.paired`): accuracy with its 95% Wilson interval, the discordant cases, the exact
+McNemar p-value and a paired bootstrap interval of the difference. Each record also says how many
+values were allowed and whether the truth was among them: a single allowed value is the same for
+every constrained method, and a truth the semantic rules do not allow caps their accuracy.
 
 Recovery: the graphs `load_traces(data, keep_incomplete=True)` keeps that the default loader
 drops (unknown names, one missing call), each infilled with `recover_with` (validity does not
@@ -42,7 +49,9 @@ from ..infilling import (
     Frequencies,
     FrequencyChooser,
     InfillError,
+    IntRange,
     Part,
+    allowed,
     check_parts,
     eligible,
     fill,
@@ -56,6 +65,7 @@ from ..infilling import (
 from ..io import atomic_writer
 from ..reference import Reference
 from ..types import ROOT_ID, CallGraph
+from .paired import paired, wilson
 from .tables import machine, table_lines
 
 METHODS: tuple[str, ...] = ("frequency", "constrained", "combined", "unconstrained")
@@ -77,6 +87,7 @@ class InfillOptions:
     time_limit: float = 0  # seconds after which no new case starts (0: none)
     model: str | None = None
     adapter: str | None = None
+    threads: int = 0  # torch CPU threads (0: torch's default)
 
 
 def draw_cases(
@@ -161,9 +172,58 @@ def run_case(
     }
 
 
+def allowed_values(
+    graph: CallGraph, part: Part, reference: Reference, freq: Frequencies
+) -> dict[str, Any]:
+    """For a one-field case: how many values the rules allow there and whether the truth is one
+    of them (empty for a whole call, whose later fields depend on the earlier choices)."""
+    if part.kind == "call":
+        return {}
+    options = allowed(with_sources(mask(graph, part)), part.rpc_id, part.kind, reference, freq)
+    want = truth(graph, part)[part.kind]
+    size = options.hi - options.lo + 1 if isinstance(options, IntRange) else len(options)
+    return {"allowed": max(size, 0), "truth_allowed": want in options}
+
+
+def _outcome(r: dict[str, Any]) -> bool:
+    """A case's 0/1 outcome: its field right (for a whole call: destination and type)."""
+    c = r["correct"]
+    return bool(c["destination"] and c["type"]) if r["task"] == "call" else bool(c[r["task"]])
+
+
+def compare(records: list[dict[str, Any]], baseline: str = "frequency") -> dict[str, Any]:
+    """Per task, every method against `baseline` on the cases both filled (`paired.paired`),
+    and for one-field tasks the cases with one allowed value and those whose truth is allowed."""
+    by: dict[tuple[str, str], dict[int, bool]] = defaultdict(dict)
+    about: dict[str, dict[int, dict[str, Any]]] = defaultdict(dict)
+    for r in records:
+        if "case" not in r:
+            continue
+        by[(r["task"], r["method"])][r["case"]] = _outcome(r)
+        if "allowed" in r:
+            about[r["task"]][r["case"]] = r
+    out: dict[str, Any] = {}
+    for (task, method), outcomes in sorted(by.items()):
+        base = by.get((task, baseline))
+        if method == baseline or not base:
+            continue
+        cases = sorted(set(outcomes) & set(base))
+        if cases:
+            got = [outcomes[k] for k in cases]
+            out.setdefault(task, {})[method] = paired(got, [base[k] for k in cases])
+    for task, rows in about.items():
+        out.setdefault(task, {})["cases"] = {
+            "n": len(rows),
+            "one_allowed": sum(r["allowed"] == 1 for r in rows.values()),
+            "truth_allowed": sum(r["truth_allowed"] for r in rows.values()),
+        }
+    return out
+
+
 def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
     """Per task and method: cases, valid, exact accuracy per field (and, for a whole call, of
-    its (destination, type) and of all four fields), mean absolute error of times."""
+    its (destination, type) and of all four fields) with the accuracy's 95% Wilson interval,
+    mean absolute error of times."""
     groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for r in records:
         groups[(r["task"], r["method"])].append(r)
@@ -187,6 +247,7 @@ def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
             )
             entry["acc_all"] = sum(all(r["correct"].values()) for r in rows) / n
         entry["accuracy"] = entry["acc_edge"] if task == "call" else entry[f"acc_{task}"]
+        entry["accuracy_ci"] = list(wilson(round(entry["accuracy"] * n), n))
         out.setdefault(task, {})[method] = entry
     return out
 
@@ -270,7 +331,12 @@ def run_infill(opts: InfillOptions, label: str) -> int:
     reference: Reference | None = None
     needs_model = any(m != "frequency" for m in opts.methods) or opts.recover_with == "model"
     if needs_model:
+        import torch
+
         from ..decoding.models import load_model
+
+        if opts.threads:
+            torch.set_num_threads(opts.threads)
 
         lm = load_model(opts.model, opts.adapter)
         reference = lm.reference()
@@ -280,8 +346,9 @@ def run_infill(opts: InfillOptions, label: str) -> int:
     if lm is not None:
         from ..decoding.infill import ModelChooser
 
-        choosers["constrained"] = ModelChooser(lm, freq)
-        choosers["combined"] = ModelChooser(lm, freq, prior=True)
+        model_chooser = ModelChooser(lm, freq)
+        choosers["constrained"] = model_chooser
+        choosers["combined"] = ModelChooser(lm, freq, prior=True, memo=model_chooser.memo)
         choosers["unconstrained"] = None
     cases = draw_cases(list(split.validation), opts.n, opts.seed, opts.tasks)
     records = []
@@ -291,8 +358,11 @@ def run_infill(opts: InfillOptions, label: str) -> int:
         if opts.time_limit and time.time() - started > opts.time_limit:
             stopped_at = k
             break
+        about = allowed_values(graph, part, reference, freq)
         for method in opts.methods:
-            records.append(run_case(method, choosers[method], lm, graph, part, reference))
+            t = time.time()
+            record = run_case(method, choosers[method], lm, graph, part, reference)
+            records.append({"case": k, **record, **about, "seconds": round(time.time() - t, 3)})
         print(f"\rcase {k + 1}/{len(cases)}", end="", file=sys.stderr, flush=True)
     print(file=sys.stderr)
     recovery = None
@@ -311,6 +381,7 @@ def run_infill(opts: InfillOptions, label: str) -> int:
         "train_graphs": len(split.train),
         "validation_graphs": len(split.validation),
         "tasks": summarise(records),
+        "paired": compare(records),
         "recovery": recovery,
     }
     out = Path(opts.out)
@@ -348,8 +419,9 @@ def summary_lines(s: dict[str, Any]) -> list[str]:
             if s.get("cases_run", 0) < s.get("cases_drawn", 0)
             else []
         ),
-        "Exact-match accuracy (valid: the filled graph passes the oracle). For a whole call the "
-        "accuracy is its (destination, type); times are exact to the millisecond.",
+        "Exact-match accuracy [95% Wilson interval] (valid: the filled graph passes the oracle). "
+        "For a whole call the accuracy is its (destination, type); times are exact to the "
+        "millisecond.",
         "",
     ]
     rows = []
@@ -360,7 +432,7 @@ def summary_lines(s: dict[str, Any]) -> list[str]:
         cells = []
         for m in methods:
             e = by.get(m)
-            cells.append("-" if e is None else f"{_pct(e['accuracy'])} ({_pct(e['valid'])} valid)")
+            cells.append("-" if e is None else f"{_accuracy(e)} ({_pct(e['valid'])} valid)")
         n = max(e["n"] for e in by.values())
         rows.append([task, n, *cells, PAPER.get(task, "-")])
     lines += table_lines(["task", "n", *methods, "paper"], rows)
@@ -380,6 +452,7 @@ def summary_lines(s: dict[str, Any]) -> list[str]:
                 ]
             )
         lines += table_lines(["method", "destination", "type", "start", "finish", "all four"], crow)
+    lines += _paired_lines(s.get("paired") or {})
     maes = []
     for task in ("start", "finish"):
         by = s["tasks"].get(task, {})
@@ -405,6 +478,58 @@ def summary_lines(s: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _accuracy(e: dict[str, Any]) -> str:
+    ci = e.get("accuracy_ci")
+    return _pct(e["accuracy"]) + (f" [{_pct(ci[0])}, {_pct(ci[1])}]" if ci else "")
+
+
+def _paired_lines(p: dict[str, Any]) -> list[str]:
+    """The paired comparison with the frequency baseline, and what bounds the constrained
+    methods (single allowed values, truths the rules do not allow)."""
+    rows = []
+    for task in TASKS:
+        for m in METHODS:
+            c = p.get(task, {}).get(m)
+            if c is None:
+                continue
+            d = c["difference"]
+            rows.append(
+                [
+                    task,
+                    m,
+                    c["n"],
+                    _pct(c["accuracy"]),
+                    _pct(c["baseline_accuracy"]),
+                    c["b"],
+                    c["c"],
+                    f"{100 * d['value']:+.1f} [{100 * d['low']:+.1f}, {100 * d['high']:+.1f}]",
+                    f"{c['p_mcnemar']:.3g}",
+                ]
+            )
+    if not rows:
+        return []
+    head = ["task", "method", "n", "accuracy", "frequency", "only it right", "only frequency right"]
+    lines = [
+        "",
+        "Each method against the frequency baseline on the same cases: the cases only one of the "
+        "two gets right, the accuracy difference in points with its 95% paired bootstrap interval, "
+        "and the exact McNemar p-value (two-sided).",
+        "",
+        *table_lines([*head, "difference (points)", "McNemar p"], rows),
+    ]
+    bounds = [
+        f"{task}: {c['n']} cases, {c['one_allowed']} with a single allowed value (every "
+        f"constrained method fills it alike), {c['truth_allowed']} with the truth among the "
+        f"allowed values (the most any constrained method can get right)"
+        for task in TASKS
+        if (c := p.get(task, {}).get("cases"))
+    ]
+    if bounds:
+        lines += ["", "What the allowed values leave to choose:", ""]
+        lines += [f"- {b}" for b in bounds]
+    return lines
+
+
 def _mae(entry: dict[str, Any] | None, task: str) -> str:
     if entry is None or entry.get(f"mae_{task}") is None:
         return "-"
@@ -421,6 +546,8 @@ def check_options(opts: InfillOptions) -> None:
     bad = [m for m in opts.methods if m not in METHODS]
     if bad or not opts.methods:
         raise InputError(f"--methods: unknown {bad[0] if bad else '(none)'}; choose from {METHODS}")
+    if opts.threads < 0:
+        raise InputError(f"--threads must be >= 0, got {opts.threads}")
     if not opts.time_limit >= 0:
         raise InputError(f"--time-limit must be >= 0, got {opts.time_limit}")
     bad = [t for t in opts.tasks if t not in TASKS]
