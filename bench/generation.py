@@ -39,8 +39,11 @@ MODES = {
     "unconstrained": {"constrained": False, "fast_forward": True},
     # the semantic rules' cost: the same engine with any call allowed (novel_calls), which is what
     # constrained decoding cost before the adapter's call table became the default
-    "constrained, novel calls allowed": {"constrained": True, "fast_forward": True,
-                                         "novel_calls": True},
+    "constrained, novel calls allowed": {
+        "constrained": True,
+        "fast_forward": True,
+        "novel_calls": True,
+    },
 }
 ABLATION = "constrained, forced tokens one per pass"
 
