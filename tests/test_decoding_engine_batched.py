@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tracegrammar.decoding.engine import EngineError
-from tracegrammar.decoding.masks import NumericMasks, only_tokens, pack, unpack
+from tracegrammar.decoding.masks import FEW, NumericMasks, only_tokens, pack, unpack
 from tracegrammar.decoding.scanner import FieldScanner
 from tracegrammar.decoding.writers import tabular_grammar
 from tracegrammar.encode import render_layer_output
@@ -147,7 +147,7 @@ numeric_states = st.one_of(
 @given(st.lists(numeric_states, max_size=12))
 def test_numeric_table_rows_are_the_packed_per_row_masks(engine, states):
     """Whatever the order of look-ups, and however often the table starts over (size 3 here),
-    a row is `TokenTable.mask_for` packed, and `only` its one token."""
+    a row is `TokenTable.mask_for` packed, `only` its one token and `few` its few tokens."""
     numeric = NumericMasks(engine.table, engine.words, size=3)
     for target, buf in states + states[::-1]:  # each state again, after the table started over
         numeric.trim()
@@ -156,6 +156,7 @@ def test_numeric_table_rows_are_the_packed_per_row_masks(engine, states):
         assert np.array_equal(numeric.rows[row], pack(expected, engine.words).numpy())
         allowed = expected.nonzero().flatten().tolist()
         assert numeric.only[row] == (allowed[0] if len(allowed) == 1 else -1)
+        assert numeric.few[row] == (tuple(allowed) if len(allowed) <= FEW else None)
     assert numeric.index(SimpleNamespace(field=None, target=None, buf="")) == 0
 
 

@@ -21,6 +21,7 @@ with the numeric rules (tracegrammar.rules, followed by the scanner).
 
 from __future__ import annotations
 
+import os
 import threading
 import warnings
 from collections import OrderedDict
@@ -71,7 +72,9 @@ class Engine:
         self._check_tokenizer_agreement()
         self.words = words_for(self.llg_tokenizer.vocab_size)  # int32 words per packed mask
         self.numeric = NumericMasks(self.table, self.words)
-        self._executor = llguidance.LLExecutor()  # one thread per core
+        # one thread per core (llguidance's default leaves a fifth of them out: one thread on
+        # two cores, so no fill would run in parallel); the caller only waits for a fill
+        self._executor = llguidance.LLExecutor(min(32, os.cpu_count() or 1))
         #: llguidance's batch fill writes here (grown as needed); the lock keeps two threads
         #: sharing this engine from filling it at once
         self._bitmask = np.full((64, self.words), -1, dtype=np.int32)
@@ -248,18 +251,33 @@ class Engine:
         if index is None:
             numeric.trim()
             index = [numeric.index(s.scanner) for s in sessions]
+        # a row whose numeric rules allow a few tokens asks the matcher about those alone
+        few = numeric.few
+        wide = [
+            (s.matcher, i)
+            for i, (s, r) in enumerate(zip(sessions, index, strict=True))
+            if few[r] is None
+        ]
         with self._fill_lock:
             if self._bitmask.shape[0] < n:
                 self._bitmask = np.full((2 * n, self.words), -1, dtype=np.int32)
             grammar = self._bitmask
-            self._executor.unsafe_compute_mask_ptr(
-                [(s.matcher, i) for i, s in enumerate(sessions)],
-                grammar.ctypes.data,
-                self.words * 4,
-                grammar.shape[0],
-            )
+            if wide:
+                self._executor.unsafe_compute_mask_ptr(
+                    wide, grammar.ctypes.data, self.words * 4, grammar.shape[0]
+                )
             bits = numeric.rows.take(index, axis=0)  # a new array: rows outlive the lock
             np.bitwise_and(bits, grammar[:n], out=bits)
+        if len(wide) < n:
+            flat = bits.view(np.uint32)
+            for i, (session, r) in enumerate(zip(sessions, index, strict=True)):
+                candidates = few[r]
+                if candidates is None:
+                    continue
+                flat[i] = 0
+                for token in candidates:  # the grammar's mask bit is whether it takes the token
+                    if session.matcher.validate_tokens([token]) == 1:
+                        flat[i, token >> 5] |= np.uint32(1 << (token & 31))
         nonzero = np.count_nonzero(bits, axis=1)
         dead = np.flatnonzero(nonzero == 0)
         if dead.size:
