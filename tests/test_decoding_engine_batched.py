@@ -13,6 +13,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tracegrammar.decoding import engine as engine_module
 from tracegrammar.decoding.engine import EngineError
 from tracegrammar.decoding.masks import FEW, NumericMasks, only_tokens, pack, unpack
 from tracegrammar.decoding.scanner import FieldScanner
@@ -58,10 +59,21 @@ def draw(engine, mask: torch.Tensor, rng: random.Random) -> int:
     fmt=st.sampled_from(["layer", "layer_instruct", "tabular"]),
     semantic=st.booleans(),
     seed=st.integers(0, 2**20),
+    parallel=st.booleans(),
 )
 def test_batched_masks_and_forced_tokens_equal_the_per_session_ones(
-    engine, graph, fmt, semantic, seed
+    engine, graph, fmt, semantic, seed, parallel
 ):
+    """`parallel`: the sampled tokens go to llguidance's threads even for a few rows."""
+    saved = engine_module.PARALLEL_CONSUME
+    engine_module.PARALLEL_CONSUME = 1 if parallel else saved
+    try:
+        walk_both_paths(engine, graph, fmt, semantic, seed)
+    finally:
+        engine_module.PARALLEL_CONSUME = saved
+
+
+def walk_both_paths(engine, graph, fmt: str, semantic: bool, seed: int) -> None:
     rng = random.Random(seed)
     reference, batched = sessions_for(engine, graph, fmt, semantic and fmt != "tabular")
     assert engine.advance(batched) == [s.forced() for s in reference]

@@ -49,6 +49,9 @@ with warnings.catch_warnings():
     import llguidance.torch
 
 _BIT = torch.arange(32, dtype=torch.int32)
+#: from this many rows on, the sampled tokens go to llguidance's threads (a token costs the
+#: matcher a few microseconds; handing a batch over, tens)
+PARALLEL_CONSUME = 32
 
 
 class Engine:
@@ -209,7 +212,11 @@ class Engine:
 
     def _consume_all(self, sessions: Sequence[LayerSession], tokens: Sequence[int]) -> None:
         """`s.consume(t)` for each session and token, the matchers' part on llguidance's
-        threads."""
+        threads when there are enough rows to be worth handing them over."""
+        if len(sessions) < PARALLEL_CONSUME:
+            for session, token in zip(sessions, tokens, strict=True):
+                session.consume(int(token))
+            return
         pairs = [(s.matcher, int(t)) for s, t in zip(sessions, tokens, strict=True)]
         ok = self._executor.consume_token_par(pairs)
         for session, (_, token), good in zip(sessions, pairs, ok, strict=True):
