@@ -13,7 +13,10 @@ one, so the width holds. A step's engine cost is what the scheduler pays per sam
 - batched: `engine.masks(sessions)` (every row unpacked at once), then
   `engine.advance(sessions, tokens)` (tokens consumed, forced rounds with batched masks).
 
-Drawing the tokens and starting new layers are not counted. Both paths walk the same layers with
+Drawing the tokens and starting new layers are not counted. Every walk starts with no grammar
+compiled (`engine.forget_grammars()`), as a run meets its layers' grammars for the first time:
+llguidance builds its lexer's states lazily, per compiled grammar, so a walk after another over
+the same layers would otherwise find them built. Both paths walk the same layers with
 the same draws, so they must write the same texts (checked). Needs only the default model's
 tokenizer; the engine gets a stand-in model with its vocabulary. Writes
 bench/results/engine_width.{json,md}; the last line printed is the batched path at the widest
@@ -175,6 +178,7 @@ def measure(
 ) -> dict[str, Any]:
     """Walk at `width` until `rows` row-steps are counted (after the warm-up steps)."""
     batched = step is batched_step
+    engine.forget_grammars()
     walk = Walk(engine, layers)
     clock, counted, steps = Clock(), 0, 0
     walk.fill(width, batched)
@@ -275,7 +279,10 @@ def markdown(data: dict, args: argparse.Namespace) -> str:
     md += [
         "",
         f"Best of {data['repeats']} walks per cell (wall time; CPU time is of all the process's "
-        "threads, llguidance's included, so it is the cost a busier batch would share). Load "
+        "threads, llguidance's included, so it is the cost a busier batch would share). Every "
+        "walk starts with no grammar compiled, and almost every layer has a grammar of its own "
+        "(its service and caller are literals), so llguidance builds the lexer states of each "
+        "layer as it goes, as for a request met for the first time. Load "
         f"average when written: {', '.join(f'{x:.1f}' for x in data['load_average'])} on "
         f"{data['machine']['cores']} cores.",
     ]

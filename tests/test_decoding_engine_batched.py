@@ -4,16 +4,24 @@ numeric and semantic rules) and the same forced tokens at every step of random l
 from __future__ import annotations
 
 import random
+from dataclasses import fields
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tracegrammar.decoding.masks import only_tokens, pack, unpack
+from tracegrammar.decoding import engine as engine_module
+from tracegrammar.decoding.engine import EngineError
+from tracegrammar.decoding.masks import FEW, NumericMasks, only_tokens, pack, unpack
+from tracegrammar.decoding.scanner import FieldScanner
 from tracegrammar.decoding.writers import tabular_grammar
+from tracegrammar.encode import render_layer_output
 from tracegrammar.layers import decompose
 from tracegrammar.reference import CallScope, Reference
+from tracegrammar.rules import IntSet
 
 from .strategies import call_graphs
 
@@ -51,10 +59,21 @@ def draw(engine, mask: torch.Tensor, rng: random.Random) -> int:
     fmt=st.sampled_from(["layer", "layer_instruct", "tabular"]),
     semantic=st.booleans(),
     seed=st.integers(0, 2**20),
+    parallel=st.booleans(),
 )
 def test_batched_masks_and_forced_tokens_equal_the_per_session_ones(
-    engine, graph, fmt, semantic, seed
+    engine, graph, fmt, semantic, seed, parallel
 ):
+    """`parallel`: the sampled tokens go to llguidance's threads even for a few rows."""
+    saved = engine_module.PARALLEL_CONSUME
+    engine_module.PARALLEL_CONSUME = 1 if parallel else saved
+    try:
+        walk_both_paths(engine, graph, fmt, semantic, seed)
+    finally:
+        engine_module.PARALLEL_CONSUME = saved
+
+
+def walk_both_paths(engine, graph, fmt: str, semantic: bool, seed: int) -> None:
     rng = random.Random(seed)
     reference, batched = sessions_for(engine, graph, fmt, semantic and fmt != "tabular")
     assert engine.advance(batched) == [s.forced() for s in reference]
@@ -88,5 +107,84 @@ def test_only_tokens_finds_the_one_allowed_token(rows):
     masks = torch.zeros(len(rows), 96, dtype=torch.bool)
     for r, allowed in enumerate(rows):
         masks[r, list(allowed)] = True
-    packed = torch.stack([pack(m, 3) for m in masks])
-    assert only_tokens(packed) == [next(iter(a)) if len(a) == 1 else None for a in rows]
+    packed = torch.stack([pack(m, 3) for m in masks]).numpy()
+    assert only_tokens(packed).tolist() == [next(iter(a)) if len(a) == 1 else -1 for a in rows]
+
+
+def test_packed_masks_are_copies(engine):
+    """A caller may write into what `packed_masks` returns: the sessions' masks stay."""
+    graph_layers = [engine.session(c) for c in _conditions()]
+    engine.advance(graph_layers)
+    live = [s for s in graph_layers if not s.done]
+    before = engine.masks(live)
+    engine.packed_masks(live).zero_()
+    assert torch.equal(engine.masks(live), before)
+    assert bool(before.any(dim=1).all())
+
+
+def _conditions():
+    from tracegrammar.types import USER, CallGraph, Edge
+
+    graph = CallGraph(
+        "S_1",
+        (
+            Edge("0", USER, "MS_1", "http", 0, 40),
+            Edge("0.1", "MS_1", "MS_2", "rpc", 3, 20),
+            Edge("0.2", "MS_1", "MS_3", "db", 21, 30),
+        ),
+    )
+    return [layer.conditions for layer in decompose(graph)]
+
+
+def test_an_invalid_grammar_is_refused_with_llguidance_s_reason(engine):
+    with pytest.raises(EngineError, match=r'invalid layer grammar.*unknown name: "nowhere"'):
+        engine.free_session("start: nowhere", _conditions()[0])
+
+
+names = st.from_regex(r"MS_[0-9]{1,3}", fullmatch=True)
+#: (what a field may be, what it holds so far), as the grammar lets a field be written
+numeric_states = st.one_of(
+    st.tuples(
+        st.builds(IntSet.range, st.integers(0, 300), st.integers(0, 300)),
+        st.text("0123456789", max_size=3),
+    ),
+    st.tuples(
+        st.one_of(names, st.frozensets(names, min_size=1, max_size=4)),
+        st.text("MS_0123456789", max_size=4),
+    ),
+)
+
+
+@settings(max_examples=15)
+@given(st.lists(numeric_states, max_size=12))
+def test_numeric_table_rows_are_the_packed_per_row_masks(engine, states):
+    """Whatever the order of look-ups, and however often the table starts over (size 3 here),
+    a row is `TokenTable.mask_for` packed, `only` its one token and `few` its few tokens."""
+    numeric = NumericMasks(engine.table, engine.words, size=3)
+    for target, buf in states + states[::-1]:  # each state again, after the table started over
+        numeric.trim()
+        row = numeric.index(SimpleNamespace(field="f", target=target, buf=buf))
+        expected = engine.table.mask_for(target, buf)
+        assert np.array_equal(numeric.rows[row], pack(expected, engine.words).numpy())
+        allowed = expected.nonzero().flatten().tolist()
+        assert numeric.only[row] == (allowed[0] if len(allowed) == 1 else -1)
+        assert numeric.few[row] == (tuple(allowed) if len(allowed) <= FEW else None)
+    assert numeric.index(SimpleNamespace(field=None, target=None, buf="")) == 0
+
+
+@settings(max_examples=30)
+@given(graph=call_graphs(max_edges=6), cuts=st.lists(st.integers(1, 6), max_size=400))
+def test_feeding_text_in_pieces_is_feeding_it_one_character_at_a_time(graph, cuts):
+    """The scanner's shortcut for a piece without a terminator changes nothing."""
+    for layer in decompose(graph):
+        text = render_layer_output(layer)
+        whole, pieces = FieldScanner(layer.conditions), FieldScanner(layer.conditions)
+        for ch in text:
+            whole.feed(ch)
+        at = 0
+        for cut in [*cuts, len(text)]:
+            pieces.feed(text[at : at + cut])
+            at += cut
+        assert [getattr(pieces, f.name) for f in fields(FieldScanner)] == [
+            getattr(whole, f.name) for f in fields(FieldScanner)
+        ]

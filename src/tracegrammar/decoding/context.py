@@ -159,7 +159,7 @@ class ContextWriters(ConstrainedWriters):
         t0 = time.perf_counter()
         r = self.rules[graph]
         session = LayerSession(
-            self.engine, cond, self.engine.spec(context_grammar(r.request.num_traces))
+            self.engine, cond, self.engine.matcher(context_grammar(r.request.num_traces))
         )
         session.scanner = ContextScanner(r)  # type: ignore[assignment]
         return ConstrainedWriter(session, time.perf_counter() - t0)

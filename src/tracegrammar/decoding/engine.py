@@ -8,14 +8,20 @@ with the numeric rules (tracegrammar.rules, followed by the scanner).
   continuation (keywords, ids, copied fields, the scratch pad) without sampling.
 - The same for many sessions at once (the scheduler's rows): `Engine.masks(sessions)` and
   `Engine.advance(sessions, tokens)`. llguidance fills every row's bitmask in one call, on its
-  own threads and without the GIL; the numeric rules' masks come packed from a cache
-  (`masks.NumericMasks`) and are intersected word by word; a row is unpacked only to sample.
-  Same masks and same forced tokens as the per-session methods, which stay the reference.
+  own threads and without the GIL; the numeric rules' masks are rows of one packed table
+  (`masks.NumericMasks`), gathered by index and intersected with the whole batch at once, which
+  also finds the dead and the single-token rows; a row is unpacked only to sample. A session
+  keeps its row of the batch it was filled in, never a tensor of its own. Same masks and same
+  forced tokens as the per-session methods, which stay the reference.
+- A grammar is compiled into a matcher once (about a millisecond); a session gets a copy (a few
+  microseconds), and the copies of one grammar share its lexer, so what one row's masks build,
+  the others reuse.
 - The transformers `LogitsProcessor` glue is in `hf.py`.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import warnings
 from collections import OrderedDict
@@ -23,13 +29,14 @@ from collections.abc import Sequence
 from typing import Any
 
 import llguidance
+import numpy as np
 import torch
 
 from ..errors import EngineError
 from ..reference import CallScope
 from ..rules import LayerPlan
 from ..types import LayerConditions
-from .masks import NumericMasks, empty_rows, only_tokens, unpack, words_for
+from .masks import NumericMasks, only_tokens, unpack, words_for
 from .requests import layer_grammar
 from .scanner import FieldScanner, FreeScanner
 from .tokens import TokenTable
@@ -42,6 +49,9 @@ with warnings.catch_warnings():
     import llguidance.torch
 
 _BIT = torch.arange(32, dtype=torch.int32)
+#: from this many rows on, the sampled tokens go to llguidance's threads (a token costs the
+#: matcher a few microseconds; handing a batch over, tens)
+PARALLEL_CONSUME = 32
 
 
 class Engine:
@@ -59,15 +69,18 @@ class Engine:
         self.tokenizer = tokenizer
         self.table = TokenTable.build(tokenizer, vocab)
         self.vocab_size = vocab
-        self._specs: OrderedDict[str, Any] = OrderedDict()
+        #: grammar -> (spec, a fresh matcher that sessions copy)
+        self._specs: OrderedDict[str, tuple[Any, Any]] = OrderedDict()
         self._cache_size = grammar_cache_size
         self._check_tokenizer_agreement()
         self.words = words_for(self.llg_tokenizer.vocab_size)  # int32 words per packed mask
         self.numeric = NumericMasks(self.table, self.words)
-        self._executor = llguidance.LLExecutor()  # one thread per core
+        # one thread per core (llguidance's default leaves a fifth of them out: one thread on
+        # two cores, so no fill would run in parallel); the caller only waits for a fill
+        self._executor = llguidance.LLExecutor(min(32, os.cpu_count() or 1))
         #: llguidance's batch fill writes here (grown as needed); the lock keeps two threads
         #: sharing this engine from filling it at once
-        self._bitmask = llguidance.torch.allocate_token_bitmask(64, self.llg_tokenizer.vocab_size)
+        self._bitmask = np.full((64, self.words), -1, dtype=np.int32)
         self._fill_lock = threading.Lock()
 
     def _check_tokenizer_agreement(self) -> None:
@@ -90,20 +103,32 @@ class Engine:
 
     def spec(self, grammar: str) -> Any:
         """The compiled grammar spec for `grammar` (cached, validated once)."""
+        return self._compiled(grammar)[0]
+
+    def matcher(self, grammar: str) -> Any:
+        """A fresh llguidance matcher for `grammar`: a copy of the one compiled for it."""
+        return self._compiled(grammar)[1].deep_copy()
+
+    def forget_grammars(self) -> None:
+        """Drop every compiled grammar (a benchmark that must meet its grammars new)."""
+        self._specs.clear()
+
+    def _compiled(self, grammar: str) -> tuple[Any, Any]:
         hit = self._specs.get(grammar)
         if hit is not None:
             self._specs.move_to_end(grammar)
             return hit
         spec = self._backend.get_cfg_logits_processor(grammar).grammar
-        error = llguidance.LLMatcher.validate_grammar(
-            llguidance.LLMatcher.grammar_from_lark(spec) if isinstance(spec, str) else spec
-        )
-        if error:  # a matcher would not raise, only enter an error state: check first
-            raise EngineError(f"invalid layer grammar: {error}")
-        self._specs[grammar] = spec
+        lark = llguidance.LLMatcher.grammar_from_lark(spec) if isinstance(spec, str) else spec
+        # compiled once: a grammar error does not raise, it leaves the matcher in an error
+        # state with the same message as `LLMatcher.validate_grammar`
+        matcher = llguidance.LLMatcher(self.llg_tokenizer, lark, log_level=0)
+        if matcher.is_error():
+            raise EngineError(f"invalid layer grammar: {matcher.get_error()}")
+        self._specs[grammar] = (spec, matcher)
         if len(self._specs) > self._cache_size:
             self._specs.popitem(last=False)
-        return spec
+        return spec, matcher
 
     def session(
         self,
@@ -115,14 +140,14 @@ class Engine:
         """A layer under the grammar and the numeric rules; `scope` adds the semantic rules
         (which calls, how deep, leaf types), `plan` the requested attributes planned for this
         layer (its first calls, the root's least latency)."""
-        session = LayerSession(self, cond, self.spec(layer_grammar(cond, fmt, scope)))
+        session = LayerSession(self, cond, self.matcher(layer_grammar(cond, fmt, scope)))
         if scope is not None or plan is not None:
             session.scanner = FieldScanner(cond, calls=scope, plan=plan)
         return session
 
     def free_session(self, grammar: str, cond: LayerConditions) -> LayerSession:
         """A session under `grammar` alone, with no numeric rules (the tabular format)."""
-        session = LayerSession(self, cond, self.spec(grammar))
+        session = LayerSession(self, cond, self.matcher(grammar))
         session.scanner = FreeScanner(cond)
         return session
 
@@ -130,15 +155,12 @@ class Engine:
 
     def masks(self, sessions: Sequence[LayerSession]) -> torch.Tensor:
         """bool[n, vocab]: each session's `mask()`, computed and unpacked together."""
-        return unpack(self.packed_masks(sessions), self.vocab_size)
+        return unpack(torch.from_numpy(self._gather(sessions, copy=False)), self.vocab_size)
 
     def packed_masks(self, sessions: Sequence[LayerSession]) -> torch.Tensor:
         """int32[n, words]: each session's mask, packed as llguidance's bitmask; those not
         known since the session's last token are computed in one batch."""
-        todo = [s for s in sessions if s._packed is None]
-        if todo:
-            self._fill(todo)
-        return torch.stack([s.packed_mask() for s in sessions])
+        return torch.from_numpy(self._gather(sessions, copy=True))
 
     def advance(
         self, sessions: Sequence[LayerSession], tokens: Sequence[int] | None = None
@@ -146,40 +168,130 @@ class Engine:
         """Each session consumes its sampled token (if `tokens`), then every token forced after
         it: `[s.forced() for s in sessions]`, with the masks of each round computed together."""
         if tokens is not None:
-            for session, token in zip(sessions, tokens, strict=True):
-                session.consume(token)
+            self._consume_all(sessions, tokens)
         out: list[list[int]] = [[] for _ in sessions]
         pending = [i for i, s in enumerate(sessions) if not s.done]
         while pending:  # a round: what `forced()` does in one turn of its loop, for every row
             again, stuck = [], []
             for i in pending:
-                (again if sessions[i].consume_grammar_forced(out[i]) else stuck).append(i)
-            if stuck:
-                only = only_tokens(self.packed_masks([sessions[i] for i in stuck]))
-                for i, token in zip(stuck, only, strict=True):
-                    if token is not None:  # the numeric rules leave one token: forced too
+                (again if _take_grammar_forced(sessions[i], out[i]) else stuck).append(i)
+            # a stuck row takes the one token its mask allows, if only one: forced too
+            numeric, todo, index = self.numeric, [], []
+            numeric.trim()  # before looking up rows, which stay valid until the fill
+            for i in stuck:
+                session = sessions[i]
+                row = session._row
+                if row is None:
+                    n = numeric.index(session.scanner)
+                    token = int(numeric.only[n])
+                    # the numeric rules alone allow one token: the mask is that token if the
+                    # grammar takes it (else a dead end, which the fill reports), no fill needed
+                    if token < 0 or session.matcher.validate_tokens([token]) != 1:
+                        todo.append(i)
+                        index.append(n)
+                        continue
+                elif row[2] < 0:
+                    continue
+                else:
+                    token = row[2]
+                session.consume(token)
+                out[i].append(token)
+                again.append(i)
+            if todo:
+                self._fill([sessions[i] for i in todo], index)
+                for i in todo:
+                    row = sessions[i]._row
+                    assert row is not None
+                    token = row[2]
+                    if token >= 0:
                         sessions[i].consume(token)
                         out[i].append(token)
                         again.append(i)
             pending = [i for i in again if not sessions[i].done]
         return out
 
-    def _fill(self, sessions: Sequence[LayerSession]) -> None:
-        """Compute and keep the packed mask of every session (grammar & numeric rules)."""
-        numeric = torch.stack([self.numeric.for_scanner(s.scanner) for s in sessions])
+    def _consume_all(self, sessions: Sequence[LayerSession], tokens: Sequence[int]) -> None:
+        """`s.consume(t)` for each session and token, the matchers' part on llguidance's
+        threads when there are enough rows to be worth handing them over."""
+        if len(sessions) < PARALLEL_CONSUME:
+            for session, token in zip(sessions, tokens, strict=True):
+                session.consume(int(token))
+            return
+        pairs = [(s.matcher, int(t)) for s, t in zip(sessions, tokens, strict=True)]
+        ok = self._executor.consume_token_par(pairs)
+        for session, (_, token), good in zip(sessions, pairs, ok, strict=True):
+            if not good:
+                raise session.rejected(token)
+            session._consumed(token)
+
+    def _gather(self, sessions: Sequence[LayerSession], copy: bool) -> np.ndarray:
+        """int32[n, words]: the sessions' packed masks (those not known yet computed in one
+        batch); without `copy` it may be the very batch the rows were filled in."""
+        todo = [s for s in sessions if s._row is None]
+        if todo:
+            self._fill(todo)
+        groups: dict[int, tuple[np.ndarray, list[int], list[int]]] = {}
+        for pos, session in enumerate(sessions):
+            row = session._row
+            assert row is not None
+            group = groups.get(id(row[0]))
+            if group is None:
+                group = groups[id(row[0])] = (row[0], [], [])
+            group[1].append(pos)
+            group[2].append(row[1])
+        if len(groups) == 1:
+            block, _, rows = next(iter(groups.values()))
+            whole = len(rows) == block.shape[0] and rows == list(range(len(rows)))
+            if whole and not copy:
+                return block
+            return block.take(rows, axis=0)
+        out = np.empty((len(sessions), self.words), dtype=np.int32)
+        for block, positions, rows in groups.values():
+            out[positions] = block.take(rows, axis=0)
+        return out
+
+    def _fill(self, sessions: Sequence[LayerSession], index: list[int] | None = None) -> None:
+        """Compute and keep the packed mask of every session (grammar & numeric rules);
+        `index`: the sessions' rows of the numeric table, if known."""
+        n = len(sessions)
+        numeric = self.numeric
+        if index is None:
+            numeric.trim()
+            index = [numeric.index(s.scanner) for s in sessions]
+        # a row whose numeric rules allow a few tokens asks the matcher about those alone
+        few = numeric.few
+        wide = [
+            (s.matcher, i)
+            for i, (s, r) in enumerate(zip(sessions, index, strict=True))
+            if few[r] is None
+        ]
         with self._fill_lock:
-            if self._bitmask.shape[0] < len(sessions):
-                self._bitmask = llguidance.torch.allocate_token_bitmask(
-                    2 * len(sessions), self.llg_tokenizer.vocab_size
+            if self._bitmask.shape[0] < n:
+                self._bitmask = np.full((2 * n, self.words), -1, dtype=np.int32)
+            grammar = self._bitmask
+            if wide:
+                self._executor.unsafe_compute_mask_ptr(
+                    wide, grammar.ctypes.data, self.words * 4, grammar.shape[0]
                 )
-            rows = [(s.matcher, i) for i, s in enumerate(sessions)]
-            llguidance.torch.fill_next_token_bitmask_par(self._executor, rows, self._bitmask)
-            bits = self._bitmask[: len(sessions)] & numeric  # a new tensor: rows outlive the lock
-        dead = torch.nonzero(empty_rows(bits)).flatten().tolist()
-        if dead:
-            raise sessions[dead[0]].dead_end()
-        for session, row in zip(sessions, bits.unbind(0), strict=True):
-            session._packed = row
+            bits = numeric.rows.take(index, axis=0)  # a new array: rows outlive the lock
+            np.bitwise_and(bits, grammar[:n], out=bits)
+        if len(wide) < n:
+            flat = bits.view(np.uint32)
+            for i, (session, r) in enumerate(zip(sessions, index, strict=True)):
+                candidates = few[r]
+                if candidates is None:
+                    continue
+                flat[i] = 0
+                for token in candidates:  # the grammar's mask bit is whether it takes the token
+                    if session.matcher.validate_tokens([token]) == 1:
+                        flat[i, token >> 5] |= np.uint32(1 << (token & 31))
+        nonzero = np.count_nonzero(bits, axis=1)
+        dead = np.flatnonzero(nonzero == 0)
+        if dead.size:
+            raise sessions[int(dead[0])].dead_end()
+        only = only_tokens(bits, nonzero).tolist()
+        for i, session in enumerate(sessions):
+            session._row = (bits, i, only[i])
 
     def unpack(self, bitmask: torch.Tensor) -> torch.Tensor:
         """llguidance's packed int32 bitmask row -> bool[vocab]."""
@@ -196,18 +308,18 @@ def _unwrap(model: Any) -> Any:
 class LayerSession:
     """One layer being written under the grammar and the numeric rules."""
 
-    def __init__(self, engine: Engine, cond: LayerConditions, spec: Any) -> None:
+    def __init__(self, engine: Engine, cond: LayerConditions, matcher: Any) -> None:
+        """`matcher`: a fresh llguidance matcher of the layer's grammar (`Engine.matcher`)."""
         self.engine = engine
         self.conditions = cond
-        grammar = llguidance.LLMatcher.grammar_from_lark(spec) if isinstance(spec, str) else spec
-        self.matcher = llguidance.LLMatcher(engine.llg_tokenizer, grammar, log_level=0)
-        if self.matcher.is_error():
-            raise EngineError(f"matcher failed: {self.matcher.get_error()}")
+        self.matcher = matcher
         self.scanner = FieldScanner(cond)
         self.tokens: list[int] = []
-        self._bitmask = llguidance.torch.allocate_token_bitmask(1, engine.llg_tokenizer.vocab_size)
+        self._bitmask: torch.Tensor | None = None  # mask()'s llguidance bitmask
         self._mask: torch.Tensor | None = None
-        self._packed: torch.Tensor | None = None  # int32[words], set by Engine.packed_masks
+        #: the packed mask, set by Engine._fill: (int32[n, words] batch, this row, the one
+        #: token the row allows or -1)
+        self._row: tuple[np.ndarray, int, int] | None = None
 
     @property
     def done(self) -> bool:
@@ -220,6 +332,9 @@ class LayerSession:
     def mask(self) -> torch.Tensor:
         """bool[vocab]: tokens allowed next by the grammar and by the numeric rules."""
         if self._mask is None:
+            if self._bitmask is None:
+                vocab = self.engine.llg_tokenizer.vocab_size
+                self._bitmask = llguidance.torch.allocate_token_bitmask(1, vocab)
             llguidance.torch.fill_next_token_bitmask(self.matcher, self._bitmask, 0)
             grammar = self.engine.unpack(self._bitmask[0])
             self._mask = grammar & self.engine.table.mask(self.scanner)
@@ -229,10 +344,10 @@ class LayerSession:
 
     def packed_mask(self) -> torch.Tensor:
         """int32[words]: `mask()` packed as llguidance's bitmask (Engine.packed_masks)."""
-        if self._packed is None:
+        if self._row is None:
             self.engine._fill([self])
-        assert self._packed is not None
-        return self._packed
+        assert self._row is not None
+        return torch.from_numpy(self._row[0][self._row[1]])
 
     def dead_end(self) -> EngineError:
         return EngineError(
@@ -240,13 +355,20 @@ class LayerSession:
             f"value {self.scanner.buf!r}, allowed {self.scanner.target!r})"
         )
 
+    def rejected(self, token: int) -> EngineError:
+        return EngineError(f"grammar rejected token {token} after {self.text!r}")
+
     def consume(self, token: int) -> None:
         if not self.matcher.consume_token(token):
-            raise EngineError(f"grammar rejected token {token} after {self.text!r}")
+            raise self.rejected(token)
+        self._consumed(token)
+
+    def _consumed(self, token: int) -> None:
+        """What follows the matcher's taking `token`: the scanner's and the session's part."""
         self.scanner.feed(self.engine.table.strings[token])
         self.tokens.append(token)
         self._mask = None
-        self._packed = None
+        self._row = None
 
     def forced(self) -> list[int]:
         """Append and return every token that is the only allowed continuation."""
@@ -274,3 +396,28 @@ class LayerSession:
             out.append(tok)
             progressed = True
         return progressed
+
+
+def _take_grammar_forced(session: LayerSession, out: list[int]) -> bool:
+    """`session.consume_grammar_forced(out)` (the reference), with the matcher taking the
+    tokens in one call, and asked for them only when its forced bytes say there are any."""
+    matcher = session.matcher
+    if not matcher.compute_ff_bytes():  # no forced byte: no forced token
+        return False
+    table = session.engine.table
+    scanner = session.scanner
+    taken: list[int] = []
+    for tok in matcher.compute_ff_tokens():
+        if not table.allows(scanner, tok):
+            break
+        scanner.feed(table.strings[tok])
+        taken.append(tok)
+    if not taken:
+        return False
+    if not matcher.consume_tokens(taken):
+        raise session.rejected(taken[0])
+    session.tokens.extend(taken)
+    session._mask = None
+    session._row = None
+    out.extend(taken)
+    return True

@@ -12,7 +12,6 @@ on (field target, value so far), and the same few pairs come back at almost ever
 from __future__ import annotations
 
 import sys
-from collections import OrderedDict
 from collections.abc import Hashable
 
 import numpy as np
@@ -26,6 +25,12 @@ _BIT = torch.arange(32, dtype=torch.int32)
 #: `np.unpackbits(bitorder="little")` on the bytes of an int32 word gives its bits in token
 #: order only where the word's low byte comes first
 _LITTLE_ENDIAN = sys.byteorder == "little"
+
+
+#: A numeric mask that allows at most this many tokens is intersected with the grammar by
+#: asking the matcher about each of them, not by computing its whole mask (a few microseconds
+#: against tens for a mask in a lexer state not met before)
+FEW = 16
 
 
 def words_for(vocab: int) -> int:
@@ -60,74 +65,104 @@ def empty_rows(bits: torch.Tensor) -> torch.Tensor:
     return ~(bits != 0).any(dim=1)
 
 
-def only_tokens(bits: torch.Tensor) -> list[int | None]:
-    """For each row the one token it allows, or None (none or several)."""
-    out: list[int | None] = [None] * bits.shape[0]
-    nonzero = bits != 0
-    rows = torch.nonzero(nonzero.sum(dim=1) == 1).flatten()
-    if rows.numel() == 0:
+def only_tokens(bits: np.ndarray, nonzero: np.ndarray | None = None) -> np.ndarray:
+    """int64[n]: for each row of int32[n, words] the one token it allows, or -1 (none or
+    several); `nonzero` is each row's count of nonzero words, if known."""
+    if nonzero is None:
+        nonzero = np.count_nonzero(bits, axis=1)
+    out = np.full(bits.shape[0], -1, dtype=np.int64)
+    rows = np.flatnonzero(nonzero == 1)
+    if rows.size == 0:
         return out
-    words = nonzero[rows].to(torch.uint8).argmax(dim=1)  # each row's one nonzero word
-    values = bits[rows, words]
-    for row, word, value in zip(rows.tolist(), words.tolist(), values.tolist(), strict=True):
-        value &= 0xFFFFFFFF  # the int32 as its 32 bits
-        if value & (value - 1) == 0:  # one bit set
-            out[row] = word * 32 + value.bit_length() - 1
+    sub = bits[rows]
+    words = np.argmax(sub != 0, axis=1)  # each row's one nonzero word
+    values = sub[np.arange(rows.size), words].view(np.uint32).astype(np.int64)
+    one = (values & (values - 1)) == 0  # one bit set
+    # log2 of a power of two below 2**32 is exact in float64
+    bit = np.log2(np.where(one, values, 1).astype(np.float64)).astype(np.int64)
+    out[rows[one]] = words[one] * 32 + bit[one]
     return out
 
 
-class _Lru(OrderedDict[Hashable, torch.Tensor]):
-    def __init__(self, size: int) -> None:
-        super().__init__()
-        self.size = size
-
-    def hit(self, key: Hashable) -> torch.Tensor | None:
-        value = self.get(key)
-        if value is not None:
-            self.move_to_end(key)
-        return value
-
-    def put(self, key: Hashable, value: torch.Tensor) -> torch.Tensor:
-        self[key] = value
-        if len(self) > self.size:
-            self.popitem(last=False)
-        return value
-
-
 class NumericMasks:
-    """`TokenTable.mask(scanner)`, packed into `words` int32 words and cached.
+    """`TokenTable.mask(scanner)`, packed into `words` int32 words: the rows of one table
+    (`rows`), found by `index(scanner)`, so that a batch gathers its rows by index.
 
-    Two levels: (target, value so far) -> the mask, a dict look-up at almost every step, and a
+    Two dict levels: (target, value so far) -> row, a look-up at almost every step, and a
     canonical description of the mask (which digits, whether the number may end here; which
-    name continuations) -> the one tensor for it, so the many (target, prefix) pairs that allow
-    the same tokens share one tensor. Cached tensors are shared: never write into them."""
+    name continuations) -> row, so the many (target, prefix) pairs that allow the same tokens
+    share one row. Row 0 is the mask outside a constrained field. The table only grows while
+    a batch is being served; `trim()`, called between batches, starts it over once it holds
+    more than `size` rows (a run meets few distinct masks, so this is rare)."""
 
-    def __init__(self, table: TokenTable, words: int, *, size: int = 16384) -> None:
+    def __init__(self, table: TokenTable, words: int, *, size: int = 4096) -> None:
         self.table = table
         self.words = words
+        self.size = size
         self.base = pack(table.allowed_base, words)
-        self._nondigit = pack(table.nondigit, words)
-        self._by_state = _Lru(size)
-        self._by_content = _Lru(size // 4)
+        self.rows = np.zeros((64, words), dtype=np.int32)
+        #: the one token each row allows, or -1
+        self.only = np.full(64, -1, dtype=np.int64)
+        #: the tokens each row allows if they are at most FEW, else None
+        self.few: list[tuple[int, ...] | None] = []
+        self._count = 0
+        self._by_state: dict[Hashable, int] = {}
+        self._by_content: dict[Hashable, int] = {}
+        self._add(self.base)
 
-    def for_scanner(self, scanner: FieldScanner) -> torch.Tensor:
-        """int32[words]: the packed `table.mask(scanner)`."""
+    def trim(self) -> None:
+        """Start over if the table has grown past `size` rows (never during a batch: the rows
+        a batch has looked up stay valid until it is served)."""
+        if self._count > self.size:
+            self._count = 0
+            del self.few[:]
+            self._by_state.clear()
+            self._by_content.clear()
+            self._add(self.base)
+        elif len(self._by_state) > 4 * self.size:
+            self._by_state.clear()  # the content rows stay valid
+
+    def index(self, scanner: FieldScanner) -> int:
+        """The row of `rows` that is the packed `table.mask(scanner)`."""
         target = scanner.target
         if scanner.field is None or target is None:
-            return self.base
+            return 0
         key = (target, scanner.buf)
-        hit = self._by_state.hit(key)
-        if hit is not None:
-            return hit
-        return self._by_state.put(key, self._content(target, scanner.buf))
+        row = self._by_state.get(key)
+        if row is None:
+            row = self._by_state[key] = self._content(target, scanner.buf)
+        return row
 
-    def _content(self, target: IntSet | str | frozenset[str], buf: str) -> torch.Tensor:
+    def for_scanner(self, scanner: FieldScanner) -> torch.Tensor:
+        """int32[words]: the packed `table.mask(scanner)` (a copy)."""
+        return torch.from_numpy(self.rows[self.index(scanner)].copy())
+
+    def _content(self, target: IntSet | str | frozenset[str], buf: str) -> int:
         key = _content_key(target, buf)
-        hit = self._by_content.hit(key)
-        if hit is not None:
-            return hit
-        # built by the per-row implementation: one source of truth for what is allowed
-        return self._by_content.put(key, pack(self.table.mask_for(target, buf), self.words))
+        row = self._by_content.get(key)
+        if row is None:
+            # built by the per-row implementation: one source of truth for what is allowed
+            row = self._by_content[key] = self._add(
+                pack(self.table.mask_for(target, buf), self.words)
+            )
+        return row
+
+    def _add(self, packed: torch.Tensor) -> int:
+        if self._count == self.rows.shape[0]:
+            self.rows = np.concatenate([self.rows, np.zeros_like(self.rows)])
+            self.only = np.concatenate([self.only, np.full_like(self.only, -1)])
+        row = self._count
+        self.rows[row] = packed.numpy()
+        self.only[row] = only_tokens(self.rows[row : row + 1])[0]
+        allowed = _tokens(self.rows[row])
+        self.few.append(tuple(allowed) if len(allowed) <= FEW else None)
+        self._count += 1
+        return row
+
+
+def _tokens(row: np.ndarray) -> list[int]:
+    """The tokens a packed row allows, in order."""
+    return unpack(torch.from_numpy(row[None]), row.shape[0] * 32)[0].nonzero().flatten().tolist()
 
 
 def _content_key(target: IntSet | str | frozenset[str], buf: str) -> Hashable:

@@ -41,6 +41,9 @@ class KeyValueReader:
     buf: str
 
     def feed(self, text: str) -> None:
+        if self.field is not None and text.isalnum():  # no terminator: all of it is value
+            self.buf += text
+            return
         for ch in text:
             self._step(ch)
 
