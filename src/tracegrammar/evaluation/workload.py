@@ -10,13 +10,18 @@ arrival inside the window and in order, and every required id (the papers' count
 The papers report 71.8-93.2% for their context task.
 
 Realism. The timestamped traces are split in time: the first half fits the baseline (and is the
-real-vs-real floor), windows of `realism_s` seconds of the second half are the targets. For each
-target window (its length and trace count, no required ids) the model (constrained, at
-`temperature`) and the baseline write a window; each source's windows are pooled and compared with
-the pooled target windows: service-mix Jensen-Shannon divergence (smoothed counts over the union of
-services), normalized EMD of the arrival position in the window (arrival / length), and the mean
-coefficient of variation of per-tenth arrival counts (burstiness) next to the targets'. The floor
-is the first half's windows of the same length.
+real-vs-real floor), windows of `realism_s` seconds of the second half are the targets (up to
+`realism_windows` of them, each its first `max_traces` traces). For each target window (its
+length and trace count, no required ids) the model (constrained, at `temperature`, once per
+`priors` mode: `decoding.context.PRIOR_MODES`) and the baseline write a window; each source's
+windows are pooled and compared with the pooled target windows: service-mix Jensen-Shannon
+divergence (smoothed counts over the union of services), normalized EMD of the arrival position
+in the window (arrival / length), and the mean coefficient of variation of per-tenth arrival
+counts (burstiness) next to the targets'. The model's service prior is the baseline's service
+mix (`ProbabilisticBaseline.service_mix` of the first half): both draw from the same counts. The
+baseline is cheap, so it draws `baseline_draws` times (seeds seed, seed+1, ...): the spread of its
+measures over draws is how much one draw's numbers move by chance. The floor is as many of the
+first half's windows of the same length.
 
 Writes OUT/records.jsonl, OUT/summary.json and OUT/summary.md.
 """
@@ -33,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from ..context_prior import PRIOR_MODES
 from ..errors import InputError
 from ..io import atomic_writer
 from ..metrics import js_divergence, normalized_emd, smoothed
@@ -63,6 +69,9 @@ class WorkloadBenchOptions:
     realism_s: float = 5.0
     temperature: float = 0.8
     max_traces: int = 40
+    #: how the model's contexts sample services and arrivals, one realism row each
+    priors: tuple[str, ...] = ("data", "product", "off")
+    baseline_draws: int = 20
     model: str | None = None
     adapter: str | None = None
 
@@ -75,6 +84,11 @@ def check_options(opts: WorkloadBenchOptions) -> None:
             raise InputError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(opts, name)}")
     if opts.compliance_s <= 0 or opts.realism_s <= 0:
         raise InputError("window lengths must be > 0 s")
+    if opts.baseline_draws < 1:
+        raise InputError(f"--baseline-draws must be >= 1, got {opts.baseline_draws}")
+    bad = [p for p in opts.priors if p not in PRIOR_MODES]
+    if bad:
+        raise InputError(f"--priors must be among {','.join(PRIOR_MODES)}, got {bad[0]!r}")
 
 
 def _pick(windows: list[RealWindow], k: int, rng: random.Random) -> list[RealWindow]:
@@ -147,6 +161,34 @@ def realism_row(
         "burstiness": burstiness(source),
         "target_burstiness": burstiness(target),
     }
+
+
+#: The realism row of each prior mode of the model.
+MODEL_ROWS = {
+    "data": "model (data prior)",
+    "product": "model x prior",
+    "off": "model (no prior)",
+}
+SPREAD_MEASURES = {
+    "service_js": "service JS",
+    "arrival_emd": "arrival EMD",
+    "burstiness": "burstiness",
+}
+
+
+def baseline_spread(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean, lowest and highest of each measure over the baseline's draws."""
+    out: dict[str, Any] = {"draws": len(rows)}
+    for key in SPREAD_MEASURES:
+        values = [r[key] for r in rows if r[key] is not None and r[key] == r[key]]
+        if values:
+            out[key] = {"mean": float(np.mean(values)), "min": min(values), "max": max(values)}
+    return out
+
+
+def command_line() -> str:
+    """The command as a user types it: `tracegrammar` and the arguments."""
+    return " ".join(["tracegrammar", *sys.argv[1:]])
 
 
 # ------------------------------------------------------------------------------------------------
@@ -227,23 +269,37 @@ def run_workload_bench(opts: WorkloadBenchOptions, log: Any = print) -> dict[str
     )
     floor_windows = [_trim(w, opts.max_traces) for w in real_windows(first, opts.realism_s)]
     realism: list[dict[str, Any]] = []
+    spread: dict[str, Any] = {}
     if targets:
         target = [(opts.realism_s, list(w.contexts)) for w in targets]
         wanted = [WindowRequest(w.start, w.end, len(w.contexts)) for w in targets]
         baseline = ProbabilisticBaseline.fit(first)
+        draws = [
+            [
+                (opts.realism_s, baseline.window_contexts(r, (opts.seed + d) * 1_000_003 + i))
+                for i, r in enumerate(wanted)
+            ]
+            for d in range(opts.baseline_draws)
+        ]
+        spread = baseline_spread([realism_row("baseline", target, w) for w in draws])
         sources: dict[str, list[tuple[float, list[WindowContext]]]] = {
             "real (first half)": [
                 (opts.realism_s, list(w.contexts)) for w in _pick(floor_windows, len(targets), rng)
             ],
-            "baseline": [
-                (opts.realism_s, baseline.window_contexts(r, opts.seed + i))
-                for i, r in enumerate(wanted)
-            ],
+            "baseline": draws[0],
         }
-        t = time.perf_counter()
-        results, _ = write_windows(wanted, lm, temperature=opts.temperature, seed=opts.seed)
-        model_s = time.perf_counter() - t
-        sources["model (constrained)"] = [(opts.realism_s, list(r.contexts)) for r in results]
+        for prior in opts.priors:
+            t = time.perf_counter()
+            results, _ = write_windows(
+                wanted,
+                lm,
+                temperature=opts.temperature,
+                seed=opts.seed,
+                prior=prior,
+                service_counts=baseline.service_mix,
+            )
+            log(f"realism: model ({prior}) windows in {time.perf_counter() - t:.0f} s")
+            sources[MODEL_ROWS[prior]] = [(opts.realism_s, list(r.contexts)) for r in results]
         for name, windows in sources.items():
             row = realism_row(name, target, windows)
             realism.append(row)
@@ -256,7 +312,6 @@ def run_workload_bench(opts: WorkloadBenchOptions, log: Any = print) -> dict[str
                         "contexts": [asdict(c) for c in cs],
                     }
                 )
-        log(f"realism: model windows in {model_s:.0f} s")
         records.extend(
             {"part": "realism", "source": "target", "length_s": length, "contexts": [asdict(c) for c in cs]}
             for length, cs in target
@@ -271,6 +326,7 @@ def run_workload_bench(opts: WorkloadBenchOptions, log: Any = print) -> dict[str
         "compliance": compliance,
         "paper_compliance": PAPER_COMPLIANCE,
         "realism": realism,
+        "baseline_spread": spread,
         "targets": [
             {"start": w.start, "length_s": opts.realism_s, "traces": len(w.contexts)}
             for w in targets
@@ -278,7 +334,7 @@ def run_workload_bench(opts: WorkloadBenchOptions, log: Any = print) -> dict[str
         "machine": machine(),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "wall_s": time.perf_counter() - t0,
-        "command": " ".join(sys.argv),
+        "command": command_line(),
     }
     out = Path(opts.out)
     with atomic_writer(out / "records.jsonl") as fh:
@@ -304,12 +360,21 @@ def summary_lines(s: dict[str, Any]) -> list[str]:
     lines = [
         "# Workloads: the context task and window realism",
         "",
-        f"Model {s['model']} (its adapter was never trained on the context task: the base model "
-        f"and the constraints write the contexts); data {Path(o['data']).name} "
+        f"Model {s['model']} (its adapter was never trained on the context task); data "
+        f"{Path(o['data']).name} "
         f"({s['data_traces']} timestamped traces over {s['data_span_s']:.0f} s); seed "
         f"{o['seed']}; machine: {s['machine']}; {s['date']}; {s['wall_s']:.0f} s.",
         "",
         f"Command: `{s['command']}`",
+        "",
+        "What writes a context line: the base model under the context grammar and the window "
+        'rules writes num_edges, depth and latency; by default (`prior=data`, rows "model (data '
+        "prior)\" and the compliance table) the service is drawn digit by digit from the data's "
+        "service mix (graphs per service; here the baseline's first-half counts, so the "
+        "baseline and the model draw from the same counts) and the arrival from a Poisson "
+        'process filling the window, each within what the rules allow. "model x prior" samples '
+        "those two fields from the model's distribution times the prior's, \"model (no prior)\" "
+        "from the model alone (tracegrammar.decoding.context, tracegrammar.context_prior).",
         "",
         "## Context-task compliance",
         "",
@@ -341,8 +406,9 @@ def summary_lines(s: dict[str, Any]) -> list[str]:
         "## Realism of a generated window",
         "",
         f"{len(s['targets'])} target windows of {o['realism_s']:g} s from the second half of the "
-        f"data (traces per window: {', '.join(str(t['traces']) for t in s['targets'])}; at most "
-        f"{o['max_traces']}); each source writes windows of the same length and count, pooled. "
+        f"data ({sum(t['traces'] for t in s['targets'])} traces, at most {o['max_traces']} per "
+        "window: the first ones); each source writes windows of the same length and count, "
+        "pooled. "
         "Service JS: Jensen-Shannon divergence (nats, at most 0.693) of the service mix; arrival "
         "EMD: normalized EMD of arrival position in the window; burstiness: mean coefficient of "
         "variation of arrivals per tenth of a window (targets in the last column). Lower JS and "
@@ -366,4 +432,18 @@ def summary_lines(s: dict[str, Any]) -> list[str]:
         ["source", "traces", "services", "service JS", "arrival EMD", "burstiness", "target"],
         rows,
     )
+    spread = s.get("baseline_spread") or {}
+    if spread.get("draws", 0) > 1:
+        parts = [
+            f"{name} {_num(spread[key]['mean'])} ({_num(spread[key]['min'])}-"
+            f"{_num(spread[key]['max'])})"
+            for key, name in SPREAD_MEASURES.items()
+            if key in spread
+        ]
+        lines += [
+            "",
+            f"The baseline over {spread['draws']} draws (mean, lowest-highest; the row above is "
+            f"the first): {'; '.join(parts)}. A model row inside that range is as close as the "
+            "baseline up to chance.",
+        ]
     return lines
