@@ -19,6 +19,7 @@ from tracegrammar.evaluation.workload import (
     realism_row,
     service_js,
     summary_lines,
+    typed_command,
 )
 from tracegrammar.workloads import WindowContext
 
@@ -62,6 +63,13 @@ def test_summary_lines_render() -> None:
     text = "\n".join(summary_lines(s))
     assert "| 0.2 | constrained | 1 | 100% | 100% | 100% | 100% | 3 |" in text
     assert "71.8%-93.2%" in text
+    assert "predates the data priors" in text  # options without `priors`: a run from before
+
+
+def test_recorded_command_reads_as_typed() -> None:
+    old = "/work/wt/context/src/tracegrammar/__main__.py bench workload --seed 0"
+    assert typed_command(old) == "tracegrammar bench workload --seed 0"
+    assert typed_command("tracegrammar bench workload") == "tracegrammar bench workload"
 
 
 def test_summary_says_what_writes_services_and_the_baseline_spread(monkeypatch) -> None:
@@ -69,11 +77,12 @@ def test_summary_says_what_writes_services_and_the_baseline_spread(monkeypatch) 
         "options": {
             "data": "d.csv", "seed": 0, "compliance_windows": 0, "compliance_s": 1.0,
             "compliance_traces": 4, "max_include": 2, "realism_s": 2.0, "max_traces": 8,
-            "temperature": 0.8,
+            "temperature": 0.8, "priors": ["data", "off"],
         },
         "model": "m", "data_traces": 3, "data_span_s": 2.0, "machine": "cpu", "date": "now",
         "wall_s": 1.0, "command": "tracegrammar bench workload", "compliance": [],
         "realism": [], "targets": [{"traces": 3}, {"traces": 4}],
+        "target_pool": {"windows": 46, "traces": 470},
         "baseline_spread": {
             "draws": 2, "service_js": {"mean": 0.5, "min": 0.4, "max": 0.6},
             "arrival_emd": {"mean": 0.1, "min": 0.05, "max": 0.15},
@@ -83,6 +92,8 @@ def test_summary_says_what_writes_services_and_the_baseline_spread(monkeypatch) 
     assert "the service is drawn digit by digit from the data's service mix" in text
     assert "2 target windows of 2 s from the second half of the data (7 traces" in text
     assert "service JS 0.500 (0.400-0.600); arrival EMD 0.100 (0.050-0.150)" in text
+    assert "Not measured in this run" in text
+    assert "the second half holds 46 windows of this length, 470 traces" in text
     monkeypatch.setattr(sys, "argv", ["/x/src/tracegrammar/__main__.py", "bench", "workload"])
     assert command_line() == "tracegrammar bench workload"
 

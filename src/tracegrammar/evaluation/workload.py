@@ -262,11 +262,8 @@ def run_workload_bench(opts: WorkloadBenchOptions, log: Any = print) -> dict[str
     assert half is not None
     first = [g for g in graphs if g.timestamp is not None and g.timestamp < half]
     second = [g for g in graphs if g.timestamp is not None and g.timestamp >= half]
-    targets = _pick(
-        [_trim(w, opts.max_traces) for w in real_windows(second, opts.realism_s)],
-        opts.realism_windows,
-        rng,
-    )
+    pool = real_windows(second, opts.realism_s)
+    targets = _pick([_trim(w, opts.max_traces) for w in pool], opts.realism_windows, rng)
     floor_windows = [_trim(w, opts.max_traces) for w in real_windows(first, opts.realism_s)]
     realism: list[dict[str, Any]] = []
     spread: dict[str, Any] = {}
@@ -327,6 +324,7 @@ def run_workload_bench(opts: WorkloadBenchOptions, log: Any = print) -> dict[str
         "paper_compliance": PAPER_COMPLIANCE,
         "realism": realism,
         "baseline_spread": spread,
+        "target_pool": {"windows": len(pool), "traces": sum(len(w.contexts) for w in pool)},
         "targets": [
             {"start": w.start, "length_s": opts.realism_s, "traces": len(w.contexts)}
             for w in targets
@@ -355,6 +353,37 @@ def _num(x: float | None) -> str:
     return "-" if x is None or x != x else f"{x:.3f}"
 
 
+def typed_command(command: str) -> str:
+    """A recorded command as a user types it: `tracegrammar` for the path of the program (runs
+    recorded before `command_line` kept `python path/to/__main__.py ...`)."""
+    words = command.split(" ")
+    if words and (words[0].endswith("__main__.py") or words[0].endswith("/tracegrammar")):
+        words[0] = "tracegrammar"
+    return " ".join(words)
+
+
+def writer_lines(o: dict[str, Any]) -> list[str]:
+    """What wrote the model's context lines in a run with options `o`."""
+    if "priors" not in o:  # a run from before the data priors
+        return [
+            "What writes a context line: the base model under the context grammar and the "
+            "window rules, every field (this run predates the data priors: the model alone, "
+            "what `prior=off` does now)."
+        ]
+    return [
+        "What writes a context line: the base model under the context grammar and the window "
+        'rules writes num_edges, depth and latency; by default (`prior=data`: rows "model (data '
+        "prior)\" and the compliance table) the service is drawn digit by digit from the data's "
+        "service mix (graphs per service: the adapter's reference counts for the compliance "
+        "table, the baseline's first-half counts for the realism rows, so there the baseline "
+        "and the model draw from the same counts) and the arrival from a Poisson process "
+        'filling the window, each within what the rules allow. "model x prior" samples those '
+        "two fields from the model's distribution (at the temperature) times the prior's, "
+        '"model (no prior)" from the model alone (tracegrammar.decoding.context, '
+        "tracegrammar.context_prior)."
+    ]
+
+
 def summary_lines(s: dict[str, Any]) -> list[str]:
     o = s["options"]
     lines = [
@@ -365,26 +394,24 @@ def summary_lines(s: dict[str, Any]) -> list[str]:
         f"({s['data_traces']} timestamped traces over {s['data_span_s']:.0f} s); seed "
         f"{o['seed']}; machine: {s['machine']}; {s['date']}; {s['wall_s']:.0f} s.",
         "",
-        f"Command: `{s['command']}`",
+        f"Command: `{typed_command(s['command'])}`",
         "",
-        "What writes a context line: the base model under the context grammar and the window "
-        'rules writes num_edges, depth and latency; by default (`prior=data`, rows "model (data '
-        "prior)\" and the compliance table) the service is drawn digit by digit from the data's "
-        "service mix (graphs per service; here the baseline's first-half counts, so the "
-        "baseline and the model draw from the same counts) and the arrival from a Poisson "
-        'process filling the window, each within what the rules allow. "model x prior" samples '
-        "those two fields from the model's distribution times the prior's, \"model (no prior)\" "
-        "from the model alone (tracegrammar.decoding.context, tracegrammar.context_prior).",
+        *writer_lines(o),
         "",
         "## Context-task compliance",
         "",
-        f"{o['compliance_windows']} real windows of {o['compliance_s']:g} s per row (their "
-        f"trace count, at most their first {o['compliance_traces']}; up to "
-        f"{o['max_include']} of their services as required ids). Compliant: "
-        "exactly the requested lines, every arrival in the window and in order, every required "
-        f"id. The papers report {PAPER_COMPLIANCE[0]:.1%}-{PAPER_COMPLIANCE[1]:.1%}.",
-        "",
     ]
+    if not s["compliance"]:
+        lines.append("Not measured in this run (`--compliance-windows 0`).")
+    else:
+        lines += [
+            f"{o['compliance_windows']} real windows of {o['compliance_s']:g} s per row (their "
+            f"trace count, at most their first {o['compliance_traces']}; up to "
+            f"{o['max_include']} of their services as required ids). Compliant: "
+            "exactly the requested lines, every arrival in the window and in order, every "
+            f"required id. The papers report {PAPER_COMPLIANCE[0]:.1%}-{PAPER_COMPLIANCE[1]:.1%}.",
+            "",
+        ]
     rows = [
         [
             f"{r['temperature']:g}",
@@ -398,9 +425,10 @@ def summary_lines(s: dict[str, Any]) -> list[str]:
         ]
         for r in s["compliance"]
     ]
-    lines += table_lines(
-        ["T", "mode", "windows", "compliant", "count", "times", "ids", "wall s"], rows
-    )
+    if rows:
+        lines += table_lines(
+            ["T", "mode", "windows", "compliant", "count", "times", "ids", "wall s"], rows
+        )
     lines += [
         "",
         "## Realism of a generated window",
@@ -408,8 +436,14 @@ def summary_lines(s: dict[str, Any]) -> list[str]:
         f"{len(s['targets'])} target windows of {o['realism_s']:g} s from the second half of the "
         f"data ({sum(t['traces'] for t in s['targets'])} traces, at most {o['max_traces']} per "
         "window: the first ones); each source writes windows of the same length and count, "
-        "pooled. "
-        "Service JS: Jensen-Shannon divergence (nats, at most 0.693) of the service mix; arrival "
+        "pooled"
+        + (
+            f" (the second half holds {s['target_pool']['windows']} windows of this length, "
+            f"{s['target_pool']['traces']} traces: the data's limit). "
+            if "target_pool" in s
+            else ". "
+        )
+        + "Service JS: Jensen-Shannon divergence (nats, at most 0.693) of the service mix; arrival "
         "EMD: normalized EMD of arrival position in the window; burstiness: mean coefficient of "
         "variation of arrivals per tenth of a window (targets in the last column). Lower JS and "
         "EMD are closer. The baseline is fitted on the first half; the floor is real windows of "
