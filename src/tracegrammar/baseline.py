@@ -147,6 +147,13 @@ class ProbabilisticBaseline:
         """The services of the fitted graphs: the ones a window's contexts may name."""
         return frozenset(k for k in self.tables["shape"] if k != ANY)
 
+    @property
+    def service_mix(self) -> dict[str, int]:
+        """Fitted graphs per service: what window services are drawn from, here and by the
+        context decoder's data prior (`context_prior.ServicePrior`); equal to
+        `context_prior.service_counts` of the fitted graphs."""
+        return {s: sum(row.values()) for s, row in self.tables["shape"].items() if s != ANY}
+
     def window_contexts(self, request: WindowRequest, seed: int) -> list[WindowContext]:
         """The contexts of a window drawn from the data's counts: arrivals from the fitted gaps
         between arrivals (exponential, i.e. a Poisson process, without them), rescaled to fill
@@ -156,7 +163,7 @@ class ProbabilisticBaseline:
         request.check_known(self.services)
         rng = np.random.default_rng(seed)
         n = request.num_traces
-        mix = {s: sum(row.values()) for s, row in self.tables["shape"].items() if s != ANY}
+        mix = self.service_mix
         lines = [str(_choose(mix, rng)) for _ in range(n)]
         spots = rng.choice(n, size=len(request.include), replace=False)
         for spot, service in zip(spots, request.include, strict=True):

@@ -420,7 +420,10 @@ def generate_workload(
     order, each stamped with its arrival (`CallGraph.timestamp`).
 
     `method="model"`: the model writes the window's contexts (arrival, service, num_edges,
-    depth, latency) under the context grammar and the window rules, then every graph is
+    depth, latency) under the context grammar and the window rules, the services drawn from the
+    reference's service mix and the arrivals from a Poisson process filling the window
+    (`decoding.context`, `context_prior`: the adapter was never trained on this task), then
+    every graph is
     generated under the layer constraints, one `Constraints` per context (the context's latency
     is the graph's upper bound), in chunks of `distributed.CHUNK` seeded as `tracegrammar
     generate` seeds them (chunk k: `chunk_seed(seed, k)`), so `run_workload_distributed` on Ray

@@ -8,6 +8,7 @@ import argparse
 import math
 from pathlib import Path
 
+from ..context_prior import PRIOR_MODES
 from ..errors import UsageError
 from ..evaluation.fidelity import CHUNK, GRAPHS, SLOW_GRAPHS, SOURCES, FidelityOptions
 from ..evaluation.grid import MODES, Cell
@@ -154,6 +155,15 @@ def register_workload_bench(p: argparse.ArgumentParser) -> None:
         help=f"length of a realism window, s ({d.realism_s:g})",
     )  # fmt: skip
     p.add_argument("--temperature", type=float, default=d.temperature, help="realism temperature")
+    p.add_argument(
+        "--priors", type=comma_choices(PRIOR_MODES), default=list(d.priors),
+        help="the model's realism rows: how contexts sample services and arrivals "
+        f"(default {','.join(d.priors)})",
+    )  # fmt: skip
+    p.add_argument(
+        "--baseline-draws", type=int, default=d.baseline_draws,
+        help=f"baseline windows drawn per target, for its spread ({d.baseline_draws})",
+    )  # fmt: skip
     p.add_argument("--max-traces", type=int, default=d.max_traces, help="per window, at most")
     p.add_argument("--model", help="base model directory (default: embedded SmolLM2)")
     p.add_argument("--adapter", help="LoRA adapter (default: shipped; 'none' for the bare base)")
@@ -178,6 +188,8 @@ def cmd_workload_bench(args: argparse.Namespace) -> int:
         realism_s=args.realism_s,
         temperature=args.temperature,
         max_traces=args.max_traces,
+        priors=tuple(args.priors),
+        baseline_draws=args.baseline_draws,
         model=args.model,
         adapter=resolve_adapter(args.adapter),
     )

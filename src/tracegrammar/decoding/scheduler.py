@@ -5,7 +5,8 @@ In a wave each row feeds its prompt, then either one sampled token or (constrain
 token plus every forced token after it, in one forward pass; rows leave the batch as their
 layers finish. The scheduler asks each layer's `LayerWriter` what is allowed and what is forced,
 never which mode it is in; the rows that sample in a pass are served together (one batch of
-masks, applied to all their logits at once), then each draws with its own generator.
+masks, applied to all their logits at once, after the writers' `adjust`), then each draws with
+its own generator.
 """
 
 from __future__ import annotations
@@ -184,6 +185,7 @@ class WaveScheduler:
             logits = logits[:, : masks.shape[1]]
             self.stats.masked_mass += float(masked_mass(logits, masks).sum())
             self.stats.masked_steps += len(jobs)
+            logits = self.writers.adjust(writers, logits, masks, self.temperature)
             logits = logits.masked_fill(~masks, float("-inf"))  # every row in one operation
         tokens = [
             sample_token(row, None, self.temperature, self.top_k, job.rng)

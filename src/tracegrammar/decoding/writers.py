@@ -12,7 +12,8 @@ session; `FreeWriter` lets the model write until it closes the layer, emits end-
 runs out of its token budget. A `Writers` factory is chosen once per run, so the scheduler never
 asks which mode it is in; it also serves the rows of a pass together (`begin_all`, `masks`,
 `accept_all`): the constrained writers compute all their masks in one engine batch, the free
-ones have none.
+ones have none. `adjust` lets a factory reweigh the model's logits before a constrained row
+samples (the context writers' data priors); the others leave them as they are.
 """
 
 from __future__ import annotations
@@ -71,6 +72,17 @@ class Writers(Protocol):
 
     def accept_all(self, writers: Sequence[LayerWriter], tokens: Sequence[int]) -> list[list[int]]:
         """`[w.accept(t) for w, t in zip(writers, tokens)]`."""
+        ...
+
+    def adjust(
+        self,
+        writers: Sequence[LayerWriter],
+        logits: torch.Tensor,
+        masks: torch.Tensor,
+        temperature: float,
+    ) -> torch.Tensor:
+        """The logits [n, vocab] the rows sample from (before masking and temperature), given
+        their masks; `logits` itself when nothing changes."""
         ...
 
 
@@ -154,6 +166,15 @@ class ConstrainedWriters:
 
     def accept_all(self, writers: Sequence[LayerWriter], tokens: Sequence[int]) -> list[list[int]]:
         return _timed(writers, lambda sessions: self.engine.advance(sessions, tokens))
+
+    def adjust(
+        self,
+        writers: Sequence[LayerWriter],
+        logits: torch.Tensor,
+        masks: torch.Tensor,
+        temperature: float,
+    ) -> torch.Tensor:
+        return logits
 
 
 def _timed(writers: Sequence[LayerWriter], fn: Callable[[list[LayerSession]], Any]) -> Any:
@@ -242,3 +263,12 @@ class FreeWriters:
 
     def accept_all(self, writers: Sequence[LayerWriter], tokens: Sequence[int]) -> list[list[int]]:
         return [w.accept(t) for w, t in zip(writers, tokens, strict=True)]
+
+    def adjust(
+        self,
+        writers: Sequence[LayerWriter],
+        logits: torch.Tensor,
+        masks: torch.Tensor,
+        temperature: float,
+    ) -> torch.Tensor:
+        return logits

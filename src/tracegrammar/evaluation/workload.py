@@ -10,13 +10,18 @@ arrival inside the window and in order, and every required id (the papers' count
 The papers report 71.8-93.2% for their context task.
 
 Realism. The timestamped traces are split in time: the first half fits the baseline (and is the
-real-vs-real floor), windows of `realism_s` seconds of the second half are the targets. For each
-target window (its length and trace count, no required ids) the model (constrained, at
-`temperature`) and the baseline write a window; each source's windows are pooled and compared with
-the pooled target windows: service-mix Jensen-Shannon divergence (smoothed counts over the union of
-services), normalized EMD of the arrival position in the window (arrival / length), and the mean
-coefficient of variation of per-tenth arrival counts (burstiness) next to the targets'. The floor
-is the first half's windows of the same length.
+real-vs-real floor), windows of `realism_s` seconds of the second half are the targets (up to
+`realism_windows` of them, each its first `max_traces` traces). For each target window (its
+length and trace count, no required ids) the model (constrained, at `temperature`, once per
+`priors` mode: `decoding.context.PRIOR_MODES`) and the baseline write a window; each source's
+windows are pooled and compared with the pooled target windows: service-mix Jensen-Shannon
+divergence (smoothed counts over the union of services), normalized EMD of the arrival position
+in the window (arrival / length), and the mean coefficient of variation of per-tenth arrival
+counts (burstiness) next to the targets'. The model's service prior is the baseline's service
+mix (`ProbabilisticBaseline.service_mix` of the first half): both draw from the same counts. The
+baseline is cheap, so it draws `baseline_draws` times (seeds seed, seed+1, ...): the spread of its
+measures over draws is how much one draw's numbers move by chance. The floor is as many of the
+first half's windows of the same length.
 
 Writes OUT/records.jsonl, OUT/summary.json and OUT/summary.md.
 """
@@ -33,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from ..context_prior import PRIOR_MODES
 from ..errors import InputError
 from ..io import atomic_writer
 from ..metrics import js_divergence, normalized_emd, smoothed
@@ -63,6 +69,9 @@ class WorkloadBenchOptions:
     realism_s: float = 5.0
     temperature: float = 0.8
     max_traces: int = 40
+    #: how the model's contexts sample services and arrivals, one realism row each
+    priors: tuple[str, ...] = ("data", "product", "off")
+    baseline_draws: int = 20
     model: str | None = None
     adapter: str | None = None
 
@@ -75,6 +84,11 @@ def check_options(opts: WorkloadBenchOptions) -> None:
             raise InputError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(opts, name)}")
     if opts.compliance_s <= 0 or opts.realism_s <= 0:
         raise InputError("window lengths must be > 0 s")
+    if opts.baseline_draws < 1:
+        raise InputError(f"--baseline-draws must be >= 1, got {opts.baseline_draws}")
+    bad = [p for p in opts.priors if p not in PRIOR_MODES]
+    if bad:
+        raise InputError(f"--priors must be among {','.join(PRIOR_MODES)}, got {bad[0]!r}")
 
 
 def _pick(windows: list[RealWindow], k: int, rng: random.Random) -> list[RealWindow]:
@@ -149,6 +163,34 @@ def realism_row(
     }
 
 
+#: The realism row of each prior mode of the model.
+MODEL_ROWS = {
+    "data": "model (data prior)",
+    "product": "model x prior",
+    "off": "model (no prior)",
+}
+SPREAD_MEASURES = {
+    "service_js": "service JS",
+    "arrival_emd": "arrival EMD",
+    "burstiness": "burstiness",
+}
+
+
+def baseline_spread(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean, lowest and highest of each measure over the baseline's draws."""
+    out: dict[str, Any] = {"draws": len(rows)}
+    for key in SPREAD_MEASURES:
+        values = [r[key] for r in rows if r[key] is not None and r[key] == r[key]]
+        if values:
+            out[key] = {"mean": float(np.mean(values)), "min": min(values), "max": max(values)}
+    return out
+
+
+def command_line() -> str:
+    """The command as a user types it: `tracegrammar` and the arguments."""
+    return " ".join(["tracegrammar", *sys.argv[1:]])
+
+
 # ------------------------------------------------------------------------------------------------
 # the run
 # ------------------------------------------------------------------------------------------------
@@ -220,30 +262,41 @@ def run_workload_bench(opts: WorkloadBenchOptions, log: Any = print) -> dict[str
     assert half is not None
     first = [g for g in graphs if g.timestamp is not None and g.timestamp < half]
     second = [g for g in graphs if g.timestamp is not None and g.timestamp >= half]
-    targets = _pick(
-        [_trim(w, opts.max_traces) for w in real_windows(second, opts.realism_s)],
-        opts.realism_windows,
-        rng,
-    )
+    pool = real_windows(second, opts.realism_s)
+    targets = _pick([_trim(w, opts.max_traces) for w in pool], opts.realism_windows, rng)
     floor_windows = [_trim(w, opts.max_traces) for w in real_windows(first, opts.realism_s)]
     realism: list[dict[str, Any]] = []
+    spread: dict[str, Any] = {}
     if targets:
         target = [(opts.realism_s, list(w.contexts)) for w in targets]
         wanted = [WindowRequest(w.start, w.end, len(w.contexts)) for w in targets]
         baseline = ProbabilisticBaseline.fit(first)
+        draws = [
+            [
+                (opts.realism_s, baseline.window_contexts(r, (opts.seed + d) * 1_000_003 + i))
+                for i, r in enumerate(wanted)
+            ]
+            for d in range(opts.baseline_draws)
+        ]
+        spread = baseline_spread([realism_row("baseline", target, w) for w in draws])
         sources: dict[str, list[tuple[float, list[WindowContext]]]] = {
             "real (first half)": [
                 (opts.realism_s, list(w.contexts)) for w in _pick(floor_windows, len(targets), rng)
             ],
-            "baseline": [
-                (opts.realism_s, baseline.window_contexts(r, opts.seed + i))
-                for i, r in enumerate(wanted)
-            ],
+            "baseline": draws[0],
         }
-        t = time.perf_counter()
-        results, _ = write_windows(wanted, lm, temperature=opts.temperature, seed=opts.seed)
-        model_s = time.perf_counter() - t
-        sources["model (constrained)"] = [(opts.realism_s, list(r.contexts)) for r in results]
+        for prior in opts.priors:
+            t = time.perf_counter()
+            results, _ = write_windows(
+                wanted,
+                lm,
+                temperature=opts.temperature,
+                seed=opts.seed,
+                prior=prior,
+                service_counts=baseline.service_mix,
+            )
+            log(f"realism: model ({prior}) windows in {time.perf_counter() - t:.0f} s")
+            sources[MODEL_ROWS[prior]] = [(opts.realism_s, list(r.contexts)) for r in results]
         for name, windows in sources.items():
             row = realism_row(name, target, windows)
             realism.append(row)
@@ -256,7 +309,6 @@ def run_workload_bench(opts: WorkloadBenchOptions, log: Any = print) -> dict[str
                         "contexts": [asdict(c) for c in cs],
                     }
                 )
-        log(f"realism: model windows in {model_s:.0f} s")
         records.extend(
             {"part": "realism", "source": "target", "length_s": length, "contexts": [asdict(c) for c in cs]}
             for length, cs in target
@@ -271,6 +323,8 @@ def run_workload_bench(opts: WorkloadBenchOptions, log: Any = print) -> dict[str
         "compliance": compliance,
         "paper_compliance": PAPER_COMPLIANCE,
         "realism": realism,
+        "baseline_spread": spread,
+        "target_pool": {"windows": len(pool), "traces": sum(len(w.contexts) for w in pool)},
         "targets": [
             {"start": w.start, "length_s": opts.realism_s, "traces": len(w.contexts)}
             for w in targets
@@ -278,7 +332,7 @@ def run_workload_bench(opts: WorkloadBenchOptions, log: Any = print) -> dict[str
         "machine": machine(),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "wall_s": time.perf_counter() - t0,
-        "command": " ".join(sys.argv),
+        "command": command_line(),
     }
     out = Path(opts.out)
     with atomic_writer(out / "records.jsonl") as fh:
@@ -299,27 +353,65 @@ def _num(x: float | None) -> str:
     return "-" if x is None or x != x else f"{x:.3f}"
 
 
+def typed_command(command: str) -> str:
+    """A recorded command as a user types it: `tracegrammar` for the path of the program (runs
+    recorded before `command_line` kept `python path/to/__main__.py ...`)."""
+    words = command.split(" ")
+    if words and (words[0].endswith("__main__.py") or words[0].endswith("/tracegrammar")):
+        words[0] = "tracegrammar"
+    return " ".join(words)
+
+
+def writer_lines(o: dict[str, Any]) -> list[str]:
+    """What wrote the model's context lines in a run with options `o`."""
+    if "priors" not in o:  # a run from before the data priors
+        return [
+            "What writes a context line: the base model under the context grammar and the "
+            "window rules, every field (this run predates the data priors: the model alone, "
+            "what `prior=off` does now)."
+        ]
+    return [
+        "What writes a context line: the base model under the context grammar and the window "
+        'rules writes num_edges, depth and latency; by default (`prior=data`: rows "model (data '
+        "prior)\" and the compliance table) the service is drawn digit by digit from the data's "
+        "service mix (graphs per service: the adapter's reference counts for the compliance "
+        "table, the baseline's first-half counts for the realism rows, so there the baseline "
+        "and the model draw from the same counts) and the arrival from a Poisson process "
+        'filling the window, each within what the rules allow. "model x prior" samples those '
+        "two fields from the model's distribution (at the temperature) times the prior's, "
+        '"model (no prior)" from the model alone (tracegrammar.decoding.context, '
+        "tracegrammar.context_prior)."
+    ]
+
+
 def summary_lines(s: dict[str, Any]) -> list[str]:
     o = s["options"]
     lines = [
         "# Workloads: the context task and window realism",
         "",
-        f"Model {s['model']} (its adapter was never trained on the context task: the base model "
-        f"and the constraints write the contexts); data {Path(o['data']).name} "
+        f"Model {s['model']} (its adapter was never trained on the context task); data "
+        f"{Path(o['data']).name} "
         f"({s['data_traces']} timestamped traces over {s['data_span_s']:.0f} s); seed "
         f"{o['seed']}; machine: {s['machine']}; {s['date']}; {s['wall_s']:.0f} s.",
         "",
-        f"Command: `{s['command']}`",
+        f"Command: `{typed_command(s['command'])}`",
+        "",
+        *writer_lines(o),
         "",
         "## Context-task compliance",
         "",
-        f"{o['compliance_windows']} real windows of {o['compliance_s']:g} s per row (their "
-        f"trace count, at most their first {o['compliance_traces']}; up to "
-        f"{o['max_include']} of their services as required ids). Compliant: "
-        "exactly the requested lines, every arrival in the window and in order, every required "
-        f"id. The papers report {PAPER_COMPLIANCE[0]:.1%}-{PAPER_COMPLIANCE[1]:.1%}.",
-        "",
     ]
+    if not s["compliance"]:
+        lines.append("Not measured in this run (`--compliance-windows 0`).")
+    else:
+        lines += [
+            f"{o['compliance_windows']} real windows of {o['compliance_s']:g} s per row (their "
+            f"trace count, at most their first {o['compliance_traces']}; up to "
+            f"{o['max_include']} of their services as required ids). Compliant: "
+            "exactly the requested lines, every arrival in the window and in order, every "
+            f"required id. The papers report {PAPER_COMPLIANCE[0]:.1%}-{PAPER_COMPLIANCE[1]:.1%}.",
+            "",
+        ]
     rows = [
         [
             f"{r['temperature']:g}",
@@ -333,17 +425,25 @@ def summary_lines(s: dict[str, Any]) -> list[str]:
         ]
         for r in s["compliance"]
     ]
-    lines += table_lines(
-        ["T", "mode", "windows", "compliant", "count", "times", "ids", "wall s"], rows
-    )
+    if rows:
+        lines += table_lines(
+            ["T", "mode", "windows", "compliant", "count", "times", "ids", "wall s"], rows
+        )
     lines += [
         "",
         "## Realism of a generated window",
         "",
         f"{len(s['targets'])} target windows of {o['realism_s']:g} s from the second half of the "
-        f"data (traces per window: {', '.join(str(t['traces']) for t in s['targets'])}; at most "
-        f"{o['max_traces']}); each source writes windows of the same length and count, pooled. "
-        "Service JS: Jensen-Shannon divergence (nats, at most 0.693) of the service mix; arrival "
+        f"data ({sum(t['traces'] for t in s['targets'])} traces, at most {o['max_traces']} per "
+        "window: the first ones); each source writes windows of the same length and count, "
+        "pooled"
+        + (
+            f" (the second half holds {s['target_pool']['windows']} windows of this length, "
+            f"{s['target_pool']['traces']} traces: the data's limit). "
+            if "target_pool" in s
+            else ". "
+        )
+        + "Service JS: Jensen-Shannon divergence (nats, at most 0.693) of the service mix; arrival "
         "EMD: normalized EMD of arrival position in the window; burstiness: mean coefficient of "
         "variation of arrivals per tenth of a window (targets in the last column). Lower JS and "
         "EMD are closer. The baseline is fitted on the first half; the floor is real windows of "
@@ -366,4 +466,18 @@ def summary_lines(s: dict[str, Any]) -> list[str]:
         ["source", "traces", "services", "service JS", "arrival EMD", "burstiness", "target"],
         rows,
     )
+    spread = s.get("baseline_spread") or {}
+    if spread.get("draws", 0) > 1:
+        parts = [
+            f"{name} {_num(spread[key]['mean'])} ({_num(spread[key]['min'])}-"
+            f"{_num(spread[key]['max'])})"
+            for key, name in SPREAD_MEASURES.items()
+            if key in spread
+        ]
+        lines += [
+            "",
+            f"The baseline over {spread['draws']} draws (mean, lowest-highest; the row above is "
+            f"the first): {'; '.join(parts)}. A model row inside that range is as close as the "
+            "baseline up to chance.",
+        ]
     return lines
