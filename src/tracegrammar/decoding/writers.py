@@ -86,6 +86,13 @@ class Writers(Protocol):
         ...
 
 
+def unadjusted(
+    writers: Sequence[LayerWriter], logits: torch.Tensor, masks: torch.Tensor, temperature: float
+) -> torch.Tensor:
+    """`Writers.adjust` of the factories that leave the model's logits as they are."""
+    return logits
+
+
 # ------------------------------------------------------------------------------------------------
 # constrained
 # ------------------------------------------------------------------------------------------------
@@ -167,14 +174,7 @@ class ConstrainedWriters:
     def accept_all(self, writers: Sequence[LayerWriter], tokens: Sequence[int]) -> list[list[int]]:
         return _timed(writers, lambda sessions: self.engine.advance(sessions, tokens))
 
-    def adjust(
-        self,
-        writers: Sequence[LayerWriter],
-        logits: torch.Tensor,
-        masks: torch.Tensor,
-        temperature: float,
-    ) -> torch.Tensor:
-        return logits
+    adjust = staticmethod(unadjusted)  # the model's logits as they are
 
 
 def _timed(writers: Sequence[LayerWriter], fn: Callable[[list[LayerSession]], Any]) -> Any:
@@ -264,11 +264,4 @@ class FreeWriters:
     def accept_all(self, writers: Sequence[LayerWriter], tokens: Sequence[int]) -> list[list[int]]:
         return [w.accept(t) for w, t in zip(writers, tokens, strict=True)]
 
-    def adjust(
-        self,
-        writers: Sequence[LayerWriter],
-        logits: torch.Tensor,
-        masks: torch.Tensor,
-        temperature: float,
-    ) -> torch.Tensor:
-        return logits
+    adjust = staticmethod(unadjusted)  # the model's logits as they are
