@@ -1,5 +1,6 @@
 """Engine cost per row per sampled step at widths 1, 16, 64, 256, without a model forward pass:
-today's per-row path and the batched path side by side, in one run.
+the per-row path, the batched path, and the batched path with a grammar per layer (the layer's
+service and caller compiled in, as before the grammars were shared) side by side, in one run.
 
     PYTHONPATH=src .venv/bin/python bench/engine_width.py [--widths 1,16,64,256] [--rows 4096]
                                                           [--semantic]
@@ -16,8 +17,8 @@ one, so the width holds. A step's engine cost is what the scheduler pays per sam
 Drawing the tokens and starting new layers are not counted. Every walk starts with no grammar
 compiled (`engine.forget_grammars()`), as a run meets its layers' grammars for the first time:
 llguidance builds its lexer's states lazily, per compiled grammar, so a walk after another over
-the same layers would otherwise find them built. Both paths walk the same layers with
-the same draws, so they must write the same texts (checked). Needs only the default model's
+the same layers would otherwise find them built. All paths walk the same layers with the same
+draws, so they must write the same tokens (checked). Needs only the default model's
 tokenizer; the engine gets a stand-in model with its vocabulary. Writes
 bench/results/engine_width.{json,md}; the last line printed is the batched path at the widest
 width.
@@ -96,21 +97,24 @@ def random_layers(count: int, seed: int, semantic: bool) -> list[tuple[LayerCond
 class Walk:
     """`width` random walks, each finished layer replaced by the next from `layers`."""
 
-    def __init__(self, engine: Engine, layers: list[tuple[LayerConditions, Any]]) -> None:
+    def __init__(
+        self, engine: Engine, layers: list[tuple[LayerConditions, Any]], literals: bool = False
+    ) -> None:
         self.engine = engine
+        self.literals = literals
         self.layers = layers
         self.next = 0
         self.sessions: list[LayerSession] = []
         self.draws: list[random.Random] = []
         self.ids: list[int] = []
-        self.texts: dict[int, str] = {}
+        self.texts: dict[int, list[int]] = {}
 
     def fill(self, width: int, batched: bool) -> None:
         """Start layers until `width` are being written (a start is not a step: not timed)."""
         new: list[LayerSession] = []
         while len(self.sessions) < width and self.next < len(self.layers):
             cond, scope = self.layers[self.next]
-            session = self.engine.session(cond, "layer", scope)
+            session = self.engine.session(cond, "layer", scope, literals=self.literals)
             self.sessions.append(session)
             self.draws.append(random.Random(self.next))
             self.ids.append(self.next)
@@ -135,7 +139,7 @@ class Walk:
         keep = [i for i, s in enumerate(self.sessions) if not s.done]
         for i, s in enumerate(self.sessions):
             if s.done:
-                self.texts[self.ids[i]] = s.text
+                self.texts[self.ids[i]] = s.tokens
         self.sessions = [self.sessions[i] for i in keep]
         self.draws = [self.draws[i] for i in keep]
         self.ids = [self.ids[i] for i in keep]
@@ -174,12 +178,17 @@ def batched_step(walk: Walk, clock: Clock) -> None:
 
 
 def measure(
-    engine: Engine, layers: list, width: int, rows: int, step: Callable[[Walk, Clock], None]
+    engine: Engine,
+    layers: list,
+    width: int,
+    rows: int,
+    step: Callable[[Walk, Clock], None],
+    literals: bool = False,
 ) -> dict[str, Any]:
     """Walk at `width` until `rows` row-steps are counted (after the warm-up steps)."""
     batched = step is batched_step
     engine.forget_grammars()
-    walk = Walk(engine, layers)
+    walk = Walk(engine, layers, literals)
     clock, counted, steps = Clock(), 0, 0
     walk.fill(width, batched)
     while counted < rows and walk.sessions:
@@ -190,7 +199,7 @@ def measure(
             counted += n
         walk.retire()
         walk.fill(width, batched)
-    texts = walk.texts | {i: s.text for i, s in zip(walk.ids, walk.sessions, strict=True)}
+    texts = walk.texts | {i: s.tokens for i, s in zip(walk.ids, walk.sessions, strict=True)}
     return {"wall_us": 1e6 * clock.wall / max(counted, 1),
             "cpu_us": 1e6 * clock.cpu / max(counted, 1), "row_steps": counted, "texts": texts}  # fmt: skip
 
@@ -226,22 +235,26 @@ def main() -> None:
         layers = random_layers(64 + 2 * width + args.rows // 8, args.seed, args.semantic)
         per_row = best_of(args.repeats, engine, layers, width, args.rows, per_row_step)
         batched = best_of(args.repeats, engine, layers, width, args.rows, batched_step)
-        same = per_row["texts"] == batched["texts"]
+        literal = best_of(args.repeats, engine, layers, width, args.rows, batched_step, True)
+        same = per_row["texts"] == batched["texts"] == literal["texts"]
         results.append({
             "width": width,
             "per_row_us": per_row["wall_us"],
             "batched_us": batched["wall_us"],
+            "literal_us": literal["wall_us"],
             "per_row_cpu_us": per_row["cpu_us"],
             "batched_cpu_us": batched["cpu_us"],
+            "literal_cpu_us": literal["cpu_us"],
             "per_row_runs_us": per_row["walls"],
             "batched_runs_us": batched["walls"],
+            "literal_runs_us": literal["walls"],
             "row_steps": batched["row_steps"],
             "layers_compared": len(batched["texts"]),
             "same_texts": same,
         })  # fmt: skip
         print({k: v for k, v in results[-1].items() if not k.endswith("runs_us")}, flush=True)
         if not same:
-            raise SystemExit(f"width {width}: the batched path wrote different layers")
+            raise SystemExit(f"width {width}: the paths wrote different tokens")
     data = {"machine": machine(), "semantic": args.semantic, "rows": args.rows,
             "repeats": args.repeats, "torch_threads": args.torch_threads,
             "engine_setup_s": setup_s, "load_average": os.getloadavg(), "widths": results}  # fmt: skip
@@ -266,12 +279,15 @@ def markdown(data: dict, args: argparse.Namespace) -> str:
     ]
     md += table_lines(
         ["width", "per-row path: wall (CPU) us / row / step",
-         "batched: wall (CPU) us / row / step", "speed-up (wall)", "row-steps",
-         "same layers written"],
+         "batched: wall (CPU) us / row / step", "speed-up (wall)",
+         "batched, a grammar per layer: wall (CPU)", "shared grammars' speed-up (wall)",
+         "row-steps", "same tokens written"],
         [
             [r["width"], f"{r['per_row_us']:.0f} ({r['per_row_cpu_us']:.0f})",
              f"{r['batched_us']:.0f} ({r['batched_cpu_us']:.0f})",
-             f"{r['per_row_us'] / r['batched_us']:.1f}x", r["row_steps"],
+             f"{r['per_row_us'] / r['batched_us']:.1f}x",
+             f"{r['literal_us']:.0f} ({r['literal_cpu_us']:.0f})",
+             f"{r['literal_us'] / r['batched_us']:.1f}x", r["row_steps"],
              f"{'yes' if r['same_texts'] else 'NO'} ({r['layers_compared']} layers)"]
             for r in data["widths"]
         ],
@@ -280,9 +296,11 @@ def markdown(data: dict, args: argparse.Namespace) -> str:
         "",
         f"Best of {data['repeats']} walks per cell (wall time; CPU time is of all the process's "
         "threads, llguidance's included, so it is the cost a busier batch would share). Every "
-        "walk starts with no grammar compiled, and almost every layer has a grammar of its own "
-        "(its service and caller are literals), so llguidance builds the lexer states of each "
-        "layer as it goes, as for a request met for the first time. Load "
+        "walk starts with no grammar compiled, as a run meets its requests for the first time. "
+        "The first two paths share a grammar among the layers of the same counts (the engine "
+        "forces their service and caller); in the third, almost every layer has a grammar of "
+        "its own (its service and caller are literals in it), so llguidance builds lexer "
+        "states for each layer as it goes. The three write the same tokens. Load "
         f"average when written: {', '.join(f'{x:.1f}' for x in data['load_average'])} on "
         f"{data['machine']['cores']} cores.",
     ]

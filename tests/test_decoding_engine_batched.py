@@ -3,6 +3,7 @@ numeric and semantic rules) and the same forced tokens at every step of random l
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from dataclasses import fields
 from types import SimpleNamespace
@@ -188,3 +189,50 @@ def test_feeding_text_in_pieces_is_feeding_it_one_character_at_a_time(graph, cut
         assert [getattr(pieces, f.name) for f in fields(FieldScanner)] == [
             getattr(whole, f.name) for f in fields(FieldScanner)
         ]
+
+
+@settings(max_examples=12)
+@given(
+    graph=call_graphs(max_edges=6),
+    fmt=st.sampled_from(["layer", "layer_instruct"]),
+    semantic=st.booleans(),
+    seed=st.integers(0, 2**20),
+)
+def test_shared_grammars_give_the_masks_and_tokens_of_a_grammar_per_layer(
+    engine, graph, fmt, semantic, seed
+):
+    """A layer's grammar leaves its service and caller to the engine, which forces them: every
+    mask and forced token is the one of the layer's own grammar with both compiled in."""
+    scope = CallScope(Reference.from_graphs([graph]), graph.service) if semantic else None
+    conds = [layer.conditions for layer in decompose(graph)]
+    shared = [engine.session(c, fmt, scope) for c in conds]
+    literal = [engine.session(c, fmt, scope, literals=True) for c in conds]
+    walk_against_literals(engine, shared, literal, random.Random(seed))
+
+
+def test_a_value_its_terminal_refuses_is_written_as_before(engine):
+    """`S_007` is no SERVICE, `MS_01` no MS: the grammar keeps them as literals, and the engine
+    forces nothing more."""
+    odd = dataclasses.replace(_conditions()[0], service="S_007", start_node="MS_01")
+    for seed in range(3):
+        shared = engine.session(odd, "layer")
+        walk_against_literals(
+            engine, [shared], [engine.session(odd, "layer", literals=True)], random.Random(seed)
+        )
+        assert " service:S_007 start_node:" in shared.text
+        assert " caller:MS_01 start_edge_id:" in shared.text
+
+
+def walk_against_literals(engine, shared, literal, rng: random.Random) -> None:
+    for a, b in zip(shared, literal, strict=True):
+        assert a.forced() == b.forced()
+        for _ in range(MAX_STEPS):
+            if a.done:
+                break
+            mask = a.mask()
+            assert torch.equal(mask, b.mask()), a.text
+            token = draw(engine, mask, rng)
+            a.consume(token)
+            b.consume(token)
+            assert a.forced() == b.forced(), a.text
+        assert a.tokens == b.tokens and a.done == b.done

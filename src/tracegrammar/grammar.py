@@ -113,3 +113,27 @@ def parser(fmt: str, start: str = "start") -> Lark:
     """A cached LALR parser for the composed grammar (the contextual lexer keeps terminals that
     overlap, such as INT and a 64-hex name, apart by position)."""
     return Lark(grammar_text(fmt), parser="lalr", lexer="contextual", start=start)
+
+
+@cache
+def literal_after(fmt: str, rule: str) -> str:
+    """The text `fmt`'s grammar always writes right after `rule` (the string literals that follow
+    it, up to the next choice); `rule` must appear in exactly one place."""
+    lark = parser(fmt)
+    terminals = {t.name: t.pattern for t in lark.terminals}
+    places = [
+        (r.expansion, i)
+        for r in lark.rules
+        for i, symbol in enumerate(r.expansion)
+        if symbol.name == rule
+    ]
+    if len(places) != 1:
+        raise GrammarError(f"{fmt}: rule {rule!r} appears in {len(places)} places, not one")
+    expansion, at = places[0]
+    text = ""
+    for symbol in expansion[at + 1 :]:
+        pattern = terminals.get(symbol.name) if symbol.is_term else None
+        if pattern is None or pattern.type != "str":
+            break
+        text += pattern.value
+    return text

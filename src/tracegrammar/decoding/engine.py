@@ -15,7 +15,12 @@ with the numeric rules (tracegrammar.rules, followed by the scanner).
   forced tokens as the per-session methods, which stay the reference.
 - A grammar is compiled into a matcher once (about a millisecond); a session gets a copy (a few
   microseconds), and the copies of one grammar share its lexer, so what one row's masks build,
-  the others reuse.
+  the others reuse. Layers share grammars: a layer's grammar binds its counts (and the semantic
+  rules' calls of its caller), not its service and caller; the engine forces those
+  (`LayerSession.fixed_forced`) with the tokens a literal in the grammar would have forced, so
+  masks and tokens are those of a grammar per layer (`session(literals=True)`, tested), while
+  llguidance builds a lexer state once for many layers instead of once per layer (at width 256,
+  47 -> 31 us per row-step on these CPUs: bench/results/engine_width.md).
 - The transformers `LogitsProcessor` glue is in `hf.py`.
 """
 
@@ -37,7 +42,7 @@ from ..reference import CallScope
 from ..rules import LayerPlan
 from ..types import LayerConditions
 from .masks import NumericMasks, only_tokens, unpack, words_for
-from .requests import layer_grammar
+from .requests import fixed_follows, layer_grammar
 from .scanner import FieldScanner, FreeScanner
 from .tokens import TokenTable
 
@@ -82,6 +87,8 @@ class Engine:
         #: sharing this engine from filling it at once
         self._bitmask = np.full((64, self.words), -1, dtype=np.int32)
         self._fill_lock = threading.Lock()
+        #: (rest of a fixed value, the text after it) -> the tokens forced (`fixed_tokens`)
+        self._fixed_tokens: dict[tuple[str, str], list[int]] = {}
 
     def _check_tokenizer_agreement(self) -> None:
         """llguidance must read every token as the model's tokenizer writes it; some tokenizer
@@ -100,6 +107,26 @@ class Engine:
     @property
     def llg_tokenizer(self) -> Any:
         return self._backend.llg_tokenizer
+
+    def fixed_tokens(self, rest: str, follow: str) -> list[int]:
+        """The tokens that write `rest`, what is left of a value fixed when the layer started,
+        and the start of `follow`, the text after it: `rest + follow` tokenized as llguidance
+        tokenizes the bytes a grammar forces, up to the first token that reaches into `follow`
+        (from there the matcher knows the value has ended, and forces the rest of `follow`
+        itself, as it would after a literal). Cached."""
+        key = (rest, follow)
+        hit = self._fixed_tokens.get(key)
+        if hit is None:
+            if len(self._fixed_tokens) > 1 << 16:
+                self._fixed_tokens.clear()
+            tokenizer, hit, length, end = self.llg_tokenizer, [], 0, len(rest.encode())
+            for token in tokenizer.tokenize_str(rest + follow):
+                hit.append(token)
+                length += len(tokenizer.decode_bytes([token]))
+                if length > end:
+                    break
+            self._fixed_tokens[key] = hit
+        return hit
 
     def spec(self, grammar: str) -> Any:
         """The compiled grammar spec for `grammar` (cached, validated once)."""
@@ -136,11 +163,19 @@ class Engine:
         fmt: str = "layer",
         scope: CallScope | None = None,
         plan: LayerPlan | None = None,
+        *,
+        literals: bool = False,
     ) -> LayerSession:
         """A layer under the grammar and the numeric rules; `scope` adds the semantic rules
         (which calls, how deep, leaf types), `plan` the requested attributes planned for this
-        layer (its first calls, the root's least latency)."""
-        session = LayerSession(self, cond, self.matcher(layer_grammar(cond, fmt, scope)))
+        layer (its first calls, the root's least latency). `literals`: the layer's service and
+        caller compiled into its grammar, not forced by the engine (`requests`): the same masks
+        and tokens, each layer with a grammar of its own; the reference the tests and
+        bench/engine_width.py compare the shared grammars with."""
+        grammar = layer_grammar(cond, fmt, scope, literals=literals)
+        session = LayerSession(self, cond, self.matcher(grammar))
+        if not literals:
+            session.fixed = fixed_follows(fmt)
         if scope is not None or plan is not None:
             session.scanner = FieldScanner(cond, calls=scope, plan=plan)
         return session
@@ -314,6 +349,9 @@ class LayerSession:
         self.conditions = cond
         self.matcher = matcher
         self.scanner = FieldScanner(cond)
+        #: subgraph block field -> the text after its value, for the fields whose value the
+        #: engine forces (`requests.FIXED_FIELDS`; none outside the layer formats)
+        self.fixed: dict[str, str] = {}
         self.tokens: list[int] = []
         self._bitmask: torch.Tensor | None = None  # mask()'s llguidance bitmask
         self._mask: torch.Tensor | None = None
@@ -386,7 +424,8 @@ class LayerSession:
 
     def consume_grammar_forced(self, out: list[int]) -> bool:
         """Consume the tokens the grammar forces next, as far as the numeric rules allow them,
-        appending them to `out`; whether there was any."""
+        then those of a value fixed when the layer started (`fixed_forced`), appending them to
+        `out`; whether there was any."""
         table = self.engine.table
         progressed = False
         for tok in self.matcher.compute_ff_tokens():
@@ -395,23 +434,48 @@ class LayerSession:
             self.consume(tok)
             out.append(tok)
             progressed = True
+        for tok in self.fixed_forced():
+            if not table.allows(self.scanner, tok):
+                break
+            self.consume(tok)
+            out.append(tok)
+            progressed = True
         return progressed
+
+    def fixed_forced(self) -> list[int]:
+        """The tokens forced in a subgraph block's value fixed when the layer started (its
+        service or caller: `requests.FIXED_FIELDS`), as a literal in the layer's grammar would
+        force them (`Engine.fixed_tokens`); [] elsewhere."""
+        scanner = self.scanner
+        follow = self.fixed.get(scanner.field) if scanner.field is not None else None
+        target = scanner.target
+        if follow is None or scanner.section != "block" or not isinstance(target, str):
+            return []
+        buf = scanner.buf
+        if len(buf) >= len(target) or not target.startswith(buf):
+            return []
+        return self.engine.fixed_tokens(target[len(buf) :], follow)
 
 
 def _take_grammar_forced(session: LayerSession, out: list[int]) -> bool:
     """`session.consume_grammar_forced(out)` (the reference), with the matcher taking the
     tokens in one call, and asked for them only when its forced bytes say there are any."""
     matcher = session.matcher
-    if not matcher.compute_ff_bytes():  # no forced byte: no forced token
-        return False
     table = session.engine.table
     scanner = session.scanner
     taken: list[int] = []
-    for tok in matcher.compute_ff_tokens():
-        if not table.allows(scanner, tok):
-            break
-        scanner.feed(table.strings[tok])
-        taken.append(tok)
+    if matcher.compute_ff_bytes():  # no forced byte: no forced token
+        for tok in matcher.compute_ff_tokens():
+            if not table.allows(scanner, tok):
+                break
+            scanner.feed(table.strings[tok])
+            taken.append(tok)
+    if session.fixed:
+        for tok in session.fixed_forced():
+            if not table.allows(scanner, tok):
+                break
+            scanner.feed(table.strings[tok])
+            taken.append(tok)
     if not taken:
         return False
     if not matcher.consume_tokens(taken):
