@@ -4,6 +4,20 @@ Each step a row feeds a chunk of new tokens (a prompt, a forced span, or one sam
 are right-aligned and left-padded to the widest one, padding is masked out of attention, and
 positions come from the mask, so a row's logits are what it would get alone. Finished rows leave
 the KV cache; new rows only join a fresh batch (layers are decoded in waves).
+
+Two KV caches, the same logits:
+
+- dynamic (transformers' `DynamicCache`, the default on a CPU): every pass appends its columns,
+  a finished row is dropped at once;
+- static (`StaticCache`, the default on an accelerator): keys and values live in tensors
+  allocated ahead for the wave's rows and `STATIC_ROOM` more positions, written in place; when a
+  pass would overflow them they grow by half at least (one copy), and a finished row keeps its
+  slot, fed only padding, until half the slots are finished, when the live ones are compacted
+  (one copy). On a GPU with hundreds of rows, appending to a dynamic cache copies the whole
+  cache at every pass.
+
+Only the rows that sample after a pass need its logits (`want`): only theirs are projected back
+to the host.
 """
 
 from __future__ import annotations
@@ -17,6 +31,9 @@ import torch
 
 from .models import unwrap_peft
 
+#: Positions a static cache holds beyond what its first pass needs, and the rounding of its size.
+STATIC_ROOM = 256
+
 
 @dataclass
 class BatchState:
@@ -24,16 +41,31 @@ class BatchState:
     pad_id: int
     device: torch.device
     cache: Any = None
-    attention: torch.Tensor | None = None  # [B, L] 1 = real token, 0 = padding
+    attention: torch.Tensor | None = None  # [slots, L] 1 = real token, 0 = padding
     forward_passes: int = 0
     fed_tokens: int = 0
     rows_fed: list[int] = field(default_factory=list)
+    #: a preallocated KV cache (module docstring); None: on an accelerator only
+    static: bool | None = None
+    #: static: the cache slot of each live row (None: row i is slot i)
+    slots: list[int] | None = None
 
-    def step(self, chunks: list[list[int]]) -> torch.Tensor:
+    def __post_init__(self) -> None:
+        if self.static is None:
+            self.static = self.device.type != "cpu"
+
+    def step(self, chunks: list[list[int]], want: list[int] | None = None) -> torch.Tensor:
         """Feed one chunk per row (non-empty for at least one row); return the next-token logits
-        after each row's last real token, [B, vocab] (only that position is projected onto
-        the vocabulary where the model supports it). A row with an empty chunk feeds only
-        padding and its logits are meaningless."""
+        after each row's last real token, [B, vocab], or only the rows `want` lists, in that
+        order (only that position is projected onto the vocabulary where the model supports
+        it). A row with an empty chunk feeds only padding and its logits are meaningless."""
+        if self.slots is not None:  # a static cache's finished slots feed padding
+            assert self.attention is not None
+            full: list[list[int]] = [[] for _ in range(self.attention.shape[0])]
+            for row, slot in enumerate(self.slots):
+                full[slot] = chunks[row]
+            picked = [self.slots[r] for r in (want if want is not None else range(len(chunks)))]
+            chunks, want = full, picked
         width = max(len(c) for c in chunks)
         ids = torch.full((len(chunks), width), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(chunks), width), dtype=torch.long)
@@ -44,13 +76,16 @@ class BatchState:
         attention = mask if self.attention is None else torch.cat([self.attention, mask], dim=1)
         positions = (attention.cumsum(dim=1) - 1).clamp(min=0)[:, -width:]
         cls = type(unwrap_peft(self.model))  # peft passes keywords through
+        seen = attention
+        if self.static:
+            seen = self._reserve(len(chunks), attention)
         extra: dict[str, Any] = {_cache_keyword(cls): self.cache}
         if _accepts(cls, "logits_to_keep"):
             extra["logits_to_keep"] = last_position(width, self.device)
         with torch.inference_mode():
             out = self.model(
                 input_ids=ids.to(self.device),
-                attention_mask=attention.to(self.device),
+                attention_mask=seen.to(self.device),
                 position_ids=positions.to(self.device),
                 use_cache=True,
                 **extra,
@@ -59,15 +94,64 @@ class BatchState:
         self.attention = attention
         self.forward_passes += 1
         self.fed_tokens += int(mask.sum())
-        return out.logits[:, -1, :].float().cpu()
+        logits = out.logits[:, -1, :]
+        if want is not None:
+            logits = logits[torch.tensor(want, dtype=torch.long, device=logits.device)]
+        return logits.float().cpu()
 
     def keep(self, rows: list[int]) -> None:
         """Drop every row not in `rows` (in that order) from the cache."""
         if self.cache is None or self.attention is None:
             return
+        if self.static:
+            slots = [self.slots[r] if self.slots is not None else r for r in rows]
+            if 2 * len(slots) > self.attention.shape[0]:
+                self.slots = slots  # the finished slots stay, fed padding
+                return
+            self.slots = None
+            index = torch.tensor(slots, dtype=torch.long)
+            for layer in self.cache.layers:
+                if getattr(layer, "is_initialized", False):
+                    layer.keys = layer.keys.index_select(0, index.to(layer.keys.device))
+                    layer.values = layer.values.index_select(0, index.to(layer.values.device))
+                    layer.batch_size = len(slots)
+            self.attention = self.attention[index]
+            return
         index = torch.tensor(rows, dtype=torch.long)
         self.cache.batch_select_indices(index.to(self.device))
         self.attention = self.attention[index]
+
+    def _reserve(self, slots: int, attention: torch.Tensor) -> torch.Tensor:
+        """Make the static cache hold `attention`'s positions (allocated on the first pass,
+        grown by at least half when full); the attention mask over all of its positions."""
+        needed = attention.shape[1]
+        if self.cache is None:
+            from transformers import StaticCache
+
+            size = _round_up(needed + STATIC_ROOM)
+            self.cache = StaticCache(config=unwrap_peft(self.model).config, max_cache_len=size)
+        size = self.cache.layers[0].max_cache_len
+        if needed > size:
+            size = _round_up(max(needed, size + size // 2))
+            for layer in self.cache.layers:
+                layer.max_cache_len = size
+                if getattr(layer, "is_initialized", False):
+                    layer.keys = _grown(layer.keys, size)
+                    layer.values = _grown(layer.values, size)
+        seen = torch.zeros((slots, size), dtype=attention.dtype)
+        seen[:, :needed] = attention
+        return seen
+
+
+def _round_up(n: int) -> int:
+    return -(-n // STATIC_ROOM) * STATIC_ROOM
+
+
+def _grown(states: torch.Tensor, size: int) -> torch.Tensor:
+    """[B, H, L, D] -> [B, H, size, D], the first L positions copied, the rest zeros."""
+    out = states.new_zeros((*states.shape[:2], size, states.shape[3]))
+    out[:, :, : states.shape[2]] = states
+    return out
 
 
 def last_position(width: int, device: torch.device) -> torch.Tensor:

@@ -113,10 +113,12 @@ class WaveScheduler:
                     on_finish(job, _writer(job).text)
         while rows:  # a layer finished by its forced tokens alone never needs the model
             width = self.pass_width([jobs[i] for i in rows])
-            logits = batch.step([self._next_chunk(jobs[i], width) for i in rows])
+            chunks = [self._next_chunk(jobs[i], width) for i in rows]
+            # rows with nothing left to feed sample after this pass: only their logits are used
             sampling = [pos for pos, i in enumerate(rows) if not jobs[i].queue]
+            logits = batch.step(chunks, sampling)
             if sampling:
-                self._sample([jobs[rows[pos]] for pos in sampling], logits[sampling])
+                self._sample([jobs[rows[pos]] for pos in sampling], logits)
             keep = [pos for pos, i in enumerate(rows) if not _writer(jobs[i]).done]
             if on_finish is not None:
                 for i in rows:
