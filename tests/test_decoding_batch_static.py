@@ -90,3 +90,36 @@ def test_generation_on_the_static_cache_writes_the_same_graphs(tiny_model, monke
     monkeypatch.setattr(BatchState, "_reserve", counting)
     assert graphs() == dynamic
     assert any(grown)
+
+
+@pytest.mark.parametrize("constrained", [True, False])
+def test_sampling_where_the_model_is_writes_the_same_graphs(tiny_model, monkeypatch, constrained):
+    """The accelerator's sampling (masks unpacked, logits cut to their top k where the model
+    is; each row draws among its k), run on a CPU: the graphs of the CPU's per-row sampling."""
+    from tracegrammar import Constraints
+    from tracegrammar.decoding import scheduler as scheduler_module
+    from tracegrammar.decoding.driver import run_generation
+
+    requests = [Constraints("S_3", 4, 3), Constraints("S_8", 6, 2)]
+
+    def texts() -> list[Any]:
+        run = run_generation(requests, 2, seed=5, model=tiny_model, constrained=constrained)
+        return [(g.graph, g.valid) for g in run.generations]
+
+    cpu = texts()
+    init, drawn = scheduler_module.WaveScheduler.__init__, []
+
+    def on_device(self: Any, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        self.device_sampling = True
+
+    real = scheduler_module.WaveScheduler._draw_on_device
+
+    def counting(self: Any, jobs: Any, writers: Any, logits: torch.Tensor) -> list[int]:
+        drawn.append(len(jobs))
+        return real(self, jobs, writers, logits)
+
+    monkeypatch.setattr(scheduler_module.WaveScheduler, "__init__", on_device)
+    monkeypatch.setattr(scheduler_module.WaveScheduler, "_draw_on_device", counting)
+    assert texts() == cpu
+    assert sum(drawn) > 0

@@ -112,9 +112,9 @@ def test_graphs_are_reported_as_they_finish_inside_a_wave(tiny_model, monkeypatc
     passes = []
     real_step = batch_module.BatchState.step
 
-    def step(self, chunks, want=None):
+    def step(self, chunks, want=None, host=True):
         passes.append(1)
-        return real_step(self, chunks, want)
+        return real_step(self, chunks, want, host)
 
     monkeypatch.setattr(batch_module.BatchState, "step", step)
     seen_at: list[int] = []

@@ -54,11 +54,14 @@ class BatchState:
         if self.static is None:
             self.static = self.device.type != "cpu"
 
-    def step(self, chunks: list[list[int]], want: list[int] | None = None) -> torch.Tensor:
+    def step(
+        self, chunks: list[list[int]], want: list[int] | None = None, host: bool = True
+    ) -> torch.Tensor:
         """Feed one chunk per row (non-empty for at least one row); return the next-token logits
         after each row's last real token, [B, vocab], or only the rows `want` lists, in that
         order (only that position is projected onto the vocabulary where the model supports
-        it). A row with an empty chunk feeds only padding and its logits are meaningless."""
+        it), in float32 on the CPU (`host`) or where the model is. A row with an empty chunk
+        feeds only padding and its logits are meaningless."""
         if self.slots is not None:  # a static cache's finished slots feed padding
             assert self.attention is not None
             full: list[list[int]] = [[] for _ in range(self.attention.shape[0])]
@@ -97,7 +100,7 @@ class BatchState:
         logits = out.logits[:, -1, :]
         if want is not None:
             logits = logits[torch.tensor(want, dtype=torch.long, device=logits.device)]
-        return logits.float().cpu()
+        return logits.float().cpu() if host else logits.float()
 
     def keep(self, rows: list[int]) -> None:
         """Drop every row not in `rows` (in that order) from the cache."""

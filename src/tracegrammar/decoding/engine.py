@@ -188,9 +188,16 @@ class Engine:
 
     # -- many sessions at once (the scheduler's rows) -----------------------------------------
 
-    def masks(self, sessions: Sequence[LayerSession]) -> torch.Tensor:
-        """bool[n, vocab]: each session's `mask()`, computed and unpacked together."""
-        return unpack(torch.from_numpy(self._gather(sessions, copy=False)), self.vocab_size)
+    def masks(
+        self, sessions: Sequence[LayerSession], device: torch.device | None = None
+    ) -> torch.Tensor:
+        """bool[n, vocab]: each session's `mask()`, computed and unpacked together; on an
+        accelerator `device`, the packed rows go there (1/8 of the bytes) and are unpacked
+        there."""
+        if device is None or device.type == "cpu":
+            return unpack(torch.from_numpy(self._gather(sessions, copy=False)), self.vocab_size)
+        packed = torch.from_numpy(self._gather(sessions, copy=True))
+        return unpack(packed.to(device, non_blocking=True), self.vocab_size)
 
     def packed_masks(self, sessions: Sequence[LayerSession]) -> torch.Tensor:
         """int32[n, words]: each session's mask, packed as llguidance's bitmask; those not

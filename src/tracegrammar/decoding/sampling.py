@@ -64,6 +64,13 @@ def layer_rng(seed: int, graph: int, prefix: str | None) -> torch.Generator:
     return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little"))
 
 
+def draw_among(values: torch.Tensor, indices: torch.Tensor, rng: torch.Generator) -> int:
+    """One of the tokens `indices` (the top k of a row's logits over the temperature, best
+    first), drawn with the layer's generator; masked tokens among them have probability 0."""
+    probs = torch.softmax(values, dim=-1)
+    return int(indices[torch.multinomial(probs, 1, generator=rng)])
+
+
 def sample_token(
     logits: torch.Tensor,
     mask: torch.Tensor | None,
@@ -81,7 +88,6 @@ def sample_token(
     if 0 < top_k < logits.shape[0]:
         # draw among the k best only: a multinomial over the whole vocabulary costs ~1 ms on a CPU
         values, indices = torch.topk(logits, top_k)
-        probs = torch.softmax(values, dim=-1)  # masked tokens among the k get probability 0
-        return int(indices[torch.multinomial(probs, 1, generator=rng)])
+        return draw_among(values, indices, rng)
     probs = torch.softmax(logits, dim=-1)
     return int(torch.multinomial(probs, 1, generator=rng))

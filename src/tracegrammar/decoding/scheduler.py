@@ -20,8 +20,8 @@ import torch
 
 from ..types import LayerConditions
 from .batch import BatchState
-from .sampling import sample_token
-from .writers import LayerWriter, Writers
+from .sampling import draw_among, sample_token
+from .writers import LayerWriter, Writers, unadjusted
 
 #: Quantile of the rows' pending span lengths that sets how many tokens a row feeds in one pass
 #: on a CPU (see WaveScheduler.pass_width).
@@ -92,6 +92,16 @@ class WaveScheduler:
         tok = lm.tokenizer
         self.pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
         self.device = next(lm.model.parameters()).device
+        #: the rows' logits stay where the model is, masked and cut to their top k there; only
+        #: [rows, k] comes back to draw with each layer's generator (`_draw_on_device`): on an
+        #: accelerator only, where bringing back [rows, vocab] floats each pass would cost more
+        #: than the pass
+        self.device_sampling = (
+            self.device.type != "cpu"
+            and temperature > 0
+            and 0 < top_k < int(lm.model.config.vocab_size)
+            and type(writers).adjust is unadjusted
+        )
 
     def decode(
         self, jobs: list[LayerJob], on_finish: Callable[[LayerJob, str], None] | None = None
@@ -116,7 +126,7 @@ class WaveScheduler:
             chunks = [self._next_chunk(jobs[i], width) for i in rows]
             # rows with nothing left to feed sample after this pass: only their logits are used
             sampling = [pos for pos, i in enumerate(rows) if not jobs[i].queue]
-            logits = batch.step(chunks, sampling)
+            logits = batch.step(chunks, sampling, host=not self.device_sampling)
             if sampling:
                 self._sample([jobs[rows[pos]] for pos in sampling], logits)
             keep = [pos for pos, i in enumerate(rows) if not _writer(jobs[i]).done]
@@ -182,22 +192,41 @@ class WaveScheduler:
     def _sample(self, jobs: list[LayerJob], logits: torch.Tensor) -> None:
         """One token for each of `jobs` (their rows of `logits`), and the tokens forced after."""
         writers = [_writer(job) for job in jobs]
-        masks = self.writers.masks(writers)
-        if masks is not None:
-            logits = logits[:, : masks.shape[1]]
-            self.stats.masked_mass += float(masked_mass(logits, masks).sum())
-            self.stats.masked_steps += len(jobs)
-            logits = self.writers.adjust(writers, logits, masks, self.temperature)
-            logits = logits.masked_fill(~masks, float("-inf"))  # every row in one operation
-        tokens = [
-            sample_token(row, None, self.temperature, self.top_k, job.rng)
-            for row, job in zip(logits, jobs, strict=True)
-        ]
+        if self.device_sampling:
+            tokens = self._draw_on_device(jobs, writers, logits)
+        else:
+            masks = self.writers.masks(writers)
+            if masks is not None:
+                logits = logits[:, : masks.shape[1]]
+                self.stats.masked_mass += float(masked_mass(logits, masks).sum())
+                self.stats.masked_steps += len(jobs)
+                logits = self.writers.adjust(writers, logits, masks, self.temperature)
+                logits = logits.masked_fill(~masks, float("-inf"))  # every row in one operation
+            tokens = [
+                sample_token(row, None, self.temperature, self.top_k, job.rng)
+                for row, job in zip(logits, jobs, strict=True)
+            ]
         self.stats.sampled_tokens += len(jobs)
         after = self.writers.accept_all(writers, tokens)
         for job, tok, forced in zip(jobs, tokens, after, strict=True):
             job.queue.append([tok])
             self._enqueue(job, forced)
+
+    def _draw_on_device(
+        self, jobs: list[LayerJob], writers: list[LayerWriter], logits: torch.Tensor
+    ) -> list[int]:
+        """`sample_token` for every row, its masking, temperature and top-k done for all rows
+        at once where `logits` are; each row then draws among its k with its own generator."""
+        masks = self.writers.masks(writers, logits.device)
+        if masks is not None:
+            logits = logits[:, : masks.shape[1]]
+            self.stats.masked_mass += float(masked_mass(logits, masks).sum())
+            self.stats.masked_steps += len(jobs)
+            logits = logits.masked_fill(~masks, float("-inf"))
+        k = min(self.top_k, logits.shape[1])
+        values, indices = torch.topk(logits / self.temperature, k)
+        values, indices = values.cpu(), indices.cpu()
+        return [draw_among(v, i, job.rng) for v, i, job in zip(values, indices, jobs, strict=True)]
 
 
 def masked_mass(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -66,8 +66,11 @@ class Writers(Protocol):
         """`[w.begin() for w in writers]`."""
         ...
 
-    def masks(self, writers: Sequence[LayerWriter]) -> torch.Tensor | None:
-        """bool[n, vocab]: `w.mask()` of every writer, stacked (None: no row is masked)."""
+    def masks(
+        self, writers: Sequence[LayerWriter], device: torch.device | None = None
+    ) -> torch.Tensor | None:
+        """bool[n, vocab]: `w.mask()` of every writer, stacked (None: no row is masked), on
+        `device` (default: the CPU)."""
         ...
 
     def accept_all(self, writers: Sequence[LayerWriter], tokens: Sequence[int]) -> list[list[int]]:
@@ -168,8 +171,10 @@ class ConstrainedWriters:
     def begin_all(self, writers: Sequence[LayerWriter]) -> list[list[int]]:
         return _timed(writers, lambda sessions: self.engine.advance(sessions))
 
-    def masks(self, writers: Sequence[LayerWriter]) -> torch.Tensor:
-        return _timed(writers, self.engine.masks)
+    def masks(
+        self, writers: Sequence[LayerWriter], device: torch.device | None = None
+    ) -> torch.Tensor:
+        return _timed(writers, lambda sessions: self.engine.masks(sessions, device))
 
     def accept_all(self, writers: Sequence[LayerWriter], tokens: Sequence[int]) -> list[list[int]]:
         return _timed(writers, lambda sessions: self.engine.advance(sessions, tokens))
@@ -258,7 +263,7 @@ class FreeWriters:
     def begin_all(self, writers: Sequence[LayerWriter]) -> list[list[int]]:
         return [w.begin() for w in writers]
 
-    def masks(self, writers: Sequence[LayerWriter]) -> None:
+    def masks(self, writers: Sequence[LayerWriter], device: torch.device | None = None) -> None:
         return None
 
     def accept_all(self, writers: Sequence[LayerWriter], tokens: Sequence[int]) -> list[list[int]]:
