@@ -60,3 +60,30 @@ def test_refused_before_any_model_call():
     with pytest.raises(ConstraintError) as info:
         generate_workload(START, END, 3, method="baseline")
     assert info.value.field == "data"
+
+
+def test_the_prior_is_the_one_asked_for(tiny_model):
+    """`prior` reaches the contexts: each mode writes the window `write_windows` writes with it,
+    and the data prior's window is not the model's own."""
+    from tracegrammar.decoding.context import write_windows
+    from tracegrammar.workloads import WindowRequest
+
+    request = WindowRequest(parse_time(START), parse_time(END), 4, ())
+    texts = {}
+    for prior in ("data", "off"):
+        run = run_workload(
+            START, END, 4, model=tiny_model, reference=REFERENCE, max_edges=3, seed=7,
+            prior=prior,
+        )  # fmt: skip
+        windows, _ = write_windows(
+            [request], tiny_model, seed=7, reference=REFERENCE, max_edges=3, prior=prior
+        )
+        assert run.window_text == windows[0].text
+        texts[prior] = run.window_text
+    assert texts["data"] != texts["off"]
+
+
+def test_an_unknown_prior_is_refused_before_any_model_call():
+    with pytest.raises(ConstraintError) as info:
+        generate_workload(START, END, 3, model="/nonexistent", prior="learned")
+    assert info.value.field == "prior" and "learned" in str(info.value)

@@ -28,6 +28,7 @@ from typing import Any
 from lark.exceptions import LarkError
 
 from .constraints import SERVICE_RE, normalise_service
+from .context_prior import DEFAULT_PRIOR, PRIOR_MODES
 from .encode import ParseError
 from .errors import ConstraintError
 from .grammar import parser
@@ -385,6 +386,7 @@ def run_workload(
     data: Any = None,
     max_edges: int | None = None,
     progress: bool = False,
+    prior: str = DEFAULT_PRIOR,
 ) -> Workload:
     """`generate_workload` with the contexts and what the run measured."""
     if method not in WORKLOAD_METHODS:
@@ -394,9 +396,13 @@ def run_workload(
     )
     if seed is None:
         seed = random.SystemRandom().randrange(2**31)
+    if prior not in PRIOR_MODES:
+        raise ConstraintError(f"prior must be one of {PRIOR_MODES}, got {prior!r}", "prior")
     if method == "baseline":
         return _baseline_workload(request, data, seed)
-    return _model_workload(request, seed, model, temperature, top_k, reference, max_edges, progress)
+    return _model_workload(
+        request, seed, model, temperature, top_k, reference, max_edges, progress, prior
+    )
 
 
 def generate_workload(
@@ -414,6 +420,7 @@ def generate_workload(
     data: Any = None,
     max_edges: int | None = None,
     progress: bool = False,
+    prior: str = DEFAULT_PRIOR,
 ) -> list[CallGraph]:
     """A window of traffic, coarse to fine: `num_traces` call graphs arriving in [start, end)
     (epoch seconds, ISO 8601 text or `now`), each service of `include` among them, in arrival
@@ -422,13 +429,13 @@ def generate_workload(
     `method="model"`: the model writes the window's contexts (arrival, service, num_edges,
     depth, latency) under the context grammar and the window rules, the services drawn from the
     reference's service mix and the arrivals from a Poisson process filling the window
-    (`decoding.context`, `context_prior`: the adapter was never trained on this task), then
-    every graph is
-    generated under the layer constraints, one `Constraints` per context (the context's latency
-    is the graph's upper bound), in chunks of `distributed.CHUNK` seeded as `tracegrammar
-    generate` seeds them (chunk k: `chunk_seed(seed, k)`), so `run_workload_distributed` on Ray
-    actors gives the same graphs. Services come from the model's reference
-    (the adapter's `reference.json`, or `reference`). `method="baseline"`: the probabilistic
+    (`decoding.context`, `context_prior`: the adapter was never trained on this task; `prior`:
+    "data" by default, "product" for the model's logits times the prior, "off" for the model
+    alone), then every graph is generated under the layer constraints, one `Constraints` per
+    context (the context's latency is the graph's upper bound), in chunks of
+    `distributed.CHUNK` seeded as `tracegrammar generate` seeds them (chunk k:
+    `chunk_seed(seed, k)`), so `run_workload_distributed` on Ray actors gives the same graphs.
+    Services come from the model's reference (the adapter's `reference.json`, or `reference`). `method="baseline"`: the probabilistic
     baseline fitted on `data` (a `ProbabilisticBaseline` or graphs) draws both.
 
     Raises ConstraintError (a ValueError naming the field: `start`, `end`, `num_traces`,
@@ -448,6 +455,7 @@ def generate_workload(
         data=data,
         max_edges=max_edges,
         progress=progress,
+        prior=prior,
     ).graphs
 
 
@@ -501,6 +509,7 @@ def write_contexts(
     seed: int,
     reference: Any,
     max_edges: int | None,
+    prior: str = DEFAULT_PRIOR,
 ) -> tuple[list[WindowContext], str, Any]:
     """The model's contexts of one window (constrained), its text and what the decoding
     measured: the coarse step of every model workload, in one process or on Ray."""
@@ -514,6 +523,7 @@ def write_contexts(
         seed=seed,
         reference=reference,
         max_edges=max_edges,
+        prior=prior,
     )
     return list(windows[0].contexts), windows[0].text, stats
 
@@ -527,6 +537,7 @@ def _model_workload(
     reference: Any,
     max_edges: int | None,
     progress: bool,
+    prior: str,
 ) -> Workload:
     from .decoding.driver import generate
     from .decoding.models import resolve_model
@@ -541,6 +552,7 @@ def _model_workload(
         seed=seed,
         reference=reference,
         max_edges=max_edges,
+        prior=prior,
     )
     wanted = graph_requests(contexts)
     graphs = []

@@ -24,6 +24,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from ..context_prior import DEFAULT_PRIOR, PRIOR_MODES
 from ..errors import ConstraintError, UsageError
 from ..exports import EXPORT_FORMATS
 from ..io import check_output_writable
@@ -76,6 +77,14 @@ def register_workload(p: argparse.ArgumentParser) -> None:
     p.add_argument("--temperature", type=float, default=0.8, help="sampling temperature (0.8)")
     p.add_argument("--top-k", type=int, default=50, help="top-k sampling (50; 0: off)")
     p.add_argument("--max-edges", type=int, help="largest num_edges a context may ask for")
+    p.add_argument(
+        "--prior",
+        choices=PRIOR_MODES,
+        default=DEFAULT_PRIOR,
+        help="how the model's contexts draw services and arrivals: data (default: the "
+        "reference's service mix, Poisson arrivals), product (the model's logits times that "
+        "prior) or off (the model alone; the adapter was never trained on this task)",
+    )
     p.add_argument("--model", help="base model directory (default: the embedded one)")
     p.add_argument("--adapter", help="LoRA adapter folder (default: shipped; `none`: bare base)")
     register_ray_and_send(
@@ -226,6 +235,7 @@ def _workload_here(args: argparse.Namespace, request: WindowRequest, baseline: o
         top_k=args.top_k,
         data=baseline,
         max_edges=args.max_edges,
+        prior=args.prior,
     )
 
 
@@ -248,6 +258,7 @@ def _workload_on_ray(args: argparse.Namespace, request: WindowRequest, shards: P
         temperature=args.temperature,
         top_k=args.top_k,
         max_edges=args.max_edges,
+        prior=args.prior,
     )
 
 

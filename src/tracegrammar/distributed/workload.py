@@ -14,7 +14,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import EngineError, InputError
+from ..context_prior import DEFAULT_PRIOR, PRIOR_MODES
+from ..errors import ConstraintError, EngineError, InputError
 from ..io import graph_from_dict
 from ..workloads import (
     WindowRequest,
@@ -47,6 +48,7 @@ def run_workload_distributed(
     shard_size: int = CHUNK,
     retries: int = 2,
     progress: bool | Callable[[str], None] = True,
+    prior: str = DEFAULT_PRIOR,
 ) -> Workload:
     """`workloads.run_workload(method="model")` with the graphs generated on `workers` Ray
     actors; the job's shards and manifest go to `out_dir` (`run_distributed`). Same seed, same
@@ -55,7 +57,8 @@ def run_workload_distributed(
     `model`: a base model directory (None: the embedded one) with `adapter` ("default": the
     shipped adapter; None: the bare base), or a `LoadedModel` (its base and adapter paths are
     what the actors load). `semantic`: traces whose calls the rules allow (None: the adapter's
-    reference), for the contexts' services and the graphs alike. Without a seed, the seed of the
+    reference), for the contexts' services and the graphs alike. `prior`: how the contexts'
+    services and arrivals are drawn (`workloads.generate_workload`). Without a seed, the seed of the
     job already in `out_dir` (so a rerun resumes it), else a random one. Raises as
     `run_distributed` does (MissingExtraError without Ray, ShardsUnfinishedError)."""
     from ..decoding.models import (
@@ -70,6 +73,8 @@ def run_workload_distributed(
     request = WindowRequest(
         as_epoch(start, "start"), as_epoch(end, "end"), num_traces, tuple(include)
     )
+    if prior not in PRIOR_MODES:
+        raise ConstraintError(f"prior must be one of {PRIOR_MODES}, got {prior!r}", "prior")
     if seed is None:
         seed = job_seed(out_dir)
         if seed is None:
@@ -97,6 +102,7 @@ def run_workload_distributed(
         seed=seed,
         reference=reference,
         max_edges=max_edges,
+        prior=prior,
     )
     options = JobOptions(
         temperature=temperature, top_k=top_k, model=base, adapter=adapter, semantic=semantic
