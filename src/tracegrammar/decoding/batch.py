@@ -23,10 +23,12 @@ to the host.
 from __future__ import annotations
 
 import inspect
+import itertools
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
+import numpy as np
 import torch
 
 from .models import unwrap_peft
@@ -41,7 +43,9 @@ class BatchState:
     pad_id: int
     device: torch.device
     cache: Any = None
-    attention: torch.Tensor | None = None  # [slots, L] 1 = real token, 0 = padding
+    #: [slots, L] 1 = real token, 0 = padding: on the host for a dynamic cache; for a static one
+    #: a buffer over all of its positions, kept where the model is
+    attention: torch.Tensor | None = None
     forward_passes: int = 0
     fed_tokens: int = 0
     rows_fed: list[int] = field(default_factory=list)
@@ -49,6 +53,10 @@ class BatchState:
     static: bool | None = None
     #: static: the cache slot of each live row (None: row i is slot i)
     slots: list[int] | None = None
+    #: positions fed so far (real or padding), the same for every slot
+    length: int = 0
+    #: [slots] real tokens fed so far per slot (the next one's position)
+    counts: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.static is None:
@@ -69,19 +77,19 @@ class BatchState:
                 full[slot] = chunks[row]
             picked = [self.slots[r] for r in (want if want is not None else range(len(chunks)))]
             chunks, want = full, picked
-        width = max(len(c) for c in chunks)
-        ids = torch.full((len(chunks), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(chunks), width), dtype=torch.long)
-        for row, chunk in enumerate(chunks):
-            if chunk:
-                ids[row, width - len(chunk) :] = torch.tensor(chunk, dtype=torch.long)
-                mask[row, width - len(chunk) :] = 1
-        attention = mask if self.attention is None else torch.cat([self.attention, mask], dim=1)
-        positions = (attention.cumsum(dim=1) - 1).clamp(min=0)[:, -width:]
-        cls = type(unwrap_peft(self.model))  # peft passes keywords through
-        seen = attention
+        ids, mask = right_aligned(chunks, self.pad_id)
+        width = ids.shape[1]
+        before = (
+            self.counts if self.counts is not None else torch.zeros(len(chunks), dtype=torch.long)
+        )
+        positions = (before[:, None] + mask.cumsum(dim=1) - 1).clamp(min=0)
         if self.static:
-            seen = self._reserve(len(chunks), attention)
+            seen = self._reserve(len(chunks), self.length + width)
+            seen[:, self.length : self.length + width] = mask.to(seen.device)
+        else:
+            seen = mask if self.attention is None else torch.cat([self.attention, mask], dim=1)
+            self.attention = seen
+        cls = type(unwrap_peft(self.model))  # peft passes keywords through
         extra: dict[str, Any] = {_cache_keyword(cls): self.cache}
         if _accepts(cls, "logits_to_keep"):
             extra["logits_to_keep"] = last_position(width, self.device)
@@ -94,9 +102,11 @@ class BatchState:
                 **extra,
             )
         self.cache = out.cache if "cache" in out else out.past_key_values
-        self.attention = attention
+        fed = mask.sum(dim=1)
+        self.counts = before + fed
+        self.length += width
         self.forward_passes += 1
-        self.fed_tokens += int(mask.sum())
+        self.fed_tokens += int(fed.sum())
         logits = out.logits[:, -1, :]
         if want is not None:
             logits = logits[torch.tensor(want, dtype=torch.long, device=logits.device)]
@@ -104,7 +114,7 @@ class BatchState:
 
     def keep(self, rows: list[int]) -> None:
         """Drop every row not in `rows` (in that order) from the cache."""
-        if self.cache is None or self.attention is None:
+        if self.cache is None or self.attention is None or self.counts is None:
             return
         if self.static:
             slots = [self.slots[r] if self.slots is not None else r for r in rows]
@@ -118,21 +128,22 @@ class BatchState:
                     layer.keys = layer.keys.index_select(0, index.to(layer.keys.device))
                     layer.values = layer.values.index_select(0, index.to(layer.values.device))
                     layer.batch_size = len(slots)
-            self.attention = self.attention[index]
-            return
-        index = torch.tensor(rows, dtype=torch.long)
-        self.cache.batch_select_indices(index.to(self.device))
-        self.attention = self.attention[index]
+        else:
+            index = torch.tensor(rows, dtype=torch.long)
+            self.cache.batch_select_indices(index.to(self.device))
+        self.attention = self.attention[index.to(self.attention.device)]
+        self.counts = self.counts[index]
 
-    def _reserve(self, slots: int, attention: torch.Tensor) -> torch.Tensor:
-        """Make the static cache hold `attention`'s positions (allocated on the first pass,
-        grown by at least half when full); the attention mask over all of its positions."""
-        needed = attention.shape[1]
+    def _reserve(self, slots: int, needed: int) -> torch.Tensor:
+        """Make the static cache hold `needed` positions (allocated on the first pass, grown by
+        at least half when full); its attention mask buffer, over all of its positions."""
         if self.cache is None:
             from transformers import StaticCache
 
             size = _round_up(needed + STATIC_ROOM)
             self.cache = StaticCache(config=unwrap_peft(self.model).config, max_cache_len=size)
+            self.attention = torch.zeros((slots, size), dtype=torch.long, device=self.device)
+        assert self.attention is not None
         size = self.cache.layers[0].max_cache_len
         if needed > size:
             size = _round_up(max(needed, size + size // 2))
@@ -141,9 +152,24 @@ class BatchState:
                 if getattr(layer, "is_initialized", False):
                     layer.keys = _grown(layer.keys, size)
                     layer.values = _grown(layer.values, size)
-        seen = torch.zeros((slots, size), dtype=attention.dtype)
-        seen[:, :needed] = attention
-        return seen
+            self.attention = _grown(self.attention[:, None, :, None], size)[:, 0, :, 0]
+        return self.attention
+
+
+def right_aligned(chunks: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ids, mask) [rows, widest chunk]: each chunk at the right end of its row, `pad` and 0
+    before it; built in a few array operations, not one per row."""
+    lengths = np.fromiter(map(len, chunks), dtype=np.int64, count=len(chunks))
+    width, total = int(lengths.max()), int(lengths.sum())
+    flat = np.fromiter(itertools.chain.from_iterable(chunks), dtype=np.int64, count=total)
+    rows = np.repeat(np.arange(len(chunks)), lengths)
+    starts = np.cumsum(lengths) - lengths
+    cols = np.arange(total) - np.repeat(starts, lengths) + np.repeat(width - lengths, lengths)
+    ids = np.full((len(chunks), width), pad, dtype=np.int64)
+    mask = np.zeros((len(chunks), width), dtype=np.int64)
+    ids[rows, cols] = flat
+    mask[rows, cols] = 1
+    return torch.from_numpy(ids), torch.from_numpy(mask)
 
 
 def _round_up(n: int) -> int:

@@ -1,5 +1,7 @@
-"""The static KV cache (preallocated, grown in place, finished rows compacted late) gives the
-logits of the dynamic one through prompts, forced spans, single tokens, finished rows and growth."""
+"""Shared passes: chunks right-aligned in one go; the static KV cache (preallocated, grown in
+place, finished rows compacted late) gives the logits of the dynamic one through prompts, forced
+spans, single tokens, finished rows and growth; the accelerators' sampling path, run on a CPU,
+writes the CPU's graphs."""
 
 from __future__ import annotations
 
@@ -8,9 +10,27 @@ from typing import Any
 
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tracegrammar.decoding import batch as batch_module
-from tracegrammar.decoding.batch import BatchState
+from tracegrammar.decoding.batch import BatchState, right_aligned
+
+
+@given(
+    st.lists(st.lists(st.integers(0, 10**5), max_size=9), min_size=1, max_size=12).filter(
+        lambda chunks: any(chunks)
+    ),
+    st.integers(0, 3),
+)
+def test_chunks_are_right_aligned_after_padding(chunks, pad):
+    ids, mask = right_aligned(chunks, pad)
+    width = max(map(len, chunks))
+    assert ids.shape == mask.shape == (len(chunks), width)
+    for row, chunk in enumerate(chunks):
+        lead = width - len(chunk)
+        assert ids[row].tolist() == [pad] * lead + chunk
+        assert mask[row].tolist() == [0] * lead + [1] * len(chunk)
 
 
 def run(model: Any, static: bool, seed: int) -> list[torch.Tensor]:
