@@ -20,8 +20,8 @@ llguidance builds its lexer's states lazily, per compiled grammar, so a walk aft
 the same layers would otherwise find them built. All paths walk the same layers with the same
 draws, so they must write the same tokens (checked). Needs only the default model's
 tokenizer; the engine gets a stand-in model with its vocabulary. Writes
-bench/results/engine_width.{json,md}; the last line printed is the batched path at the widest
-width.
+bench/results/engine_width.{json,md} (with `--semantic`: engine_width_semantic.{json,md}); the
+last line printed is the batched path at the widest width.
 """
 
 from __future__ import annotations
@@ -258,7 +258,7 @@ def main() -> None:
     data = {"machine": machine(), "semantic": args.semantic, "rows": args.rows,
             "repeats": args.repeats, "torch_threads": args.torch_threads,
             "engine_setup_s": setup_s, "load_average": os.getloadavg(), "widths": results}  # fmt: skip
-    write("engine_width", data, markdown(data, args))
+    write("engine_width_semantic" if args.semantic else "engine_width", data, markdown(data, args))
     print(f"width {results[-1]['width']}: {results[-1]['batched_us']:.0f} us per row")
 
 
