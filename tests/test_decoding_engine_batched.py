@@ -149,7 +149,11 @@ def test_an_invalid_grammar_is_refused_with_llguidance_s_reason(engine):
         engine.free_session("start: nowhere", _conditions()[0])
 
 
-names = st.from_regex(r"MS_[0-9]{1,3}", fullmatch=True)
+names = st.one_of(
+    st.from_regex(r"MS_[0-9]{1,3}", fullmatch=True),
+    st.from_regex(r"[0-9a-f]{1,6}", fullmatch=True),
+    st.sampled_from(["USER", "NONE", "S_12"]),
+)
 #: (what a field may be, what it holds so far), as the grammar lets a field be written
 numeric_states = st.one_of(
     st.tuples(
@@ -158,12 +162,12 @@ numeric_states = st.one_of(
     ),
     st.tuples(
         st.one_of(names, st.frozensets(names, min_size=1, max_size=4)),
-        st.text("MS_0123456789", max_size=4),
+        st.text("MS_0123456789abcdefUER", max_size=4),
     ),
 )
 
 
-@settings(max_examples=15)
+@settings(max_examples=40)
 @given(st.lists(numeric_states, max_size=12))
 def test_numeric_table_rows_are_the_packed_per_row_masks(engine, states):
     """Whatever the order of look-ups, and however often the table starts over (size 3 here),

@@ -435,8 +435,9 @@ def generate_workload(
     context (the context's latency is the graph's upper bound), in chunks of
     `distributed.CHUNK` seeded as `tracegrammar generate` seeds them (chunk k:
     `chunk_seed(seed, k)`), so `run_workload_distributed` on Ray actors gives the same graphs.
-    Services come from the model's reference (the adapter's `reference.json`, or `reference`). `method="baseline"`: the probabilistic
-    baseline fitted on `data` (a `ProbabilisticBaseline` or graphs) draws both.
+    Services come from the model's reference (the adapter's `reference.json`, or `reference`).
+    `method="baseline"`: the probabilistic baseline fitted on `data` (a `ProbabilisticBaseline`
+    or graphs) draws both.
 
     Raises ConstraintError (a ValueError naming the field: `start`, `end`, `num_traces`,
     `include`) before any model call for a window no workload can meet. Same seed, same

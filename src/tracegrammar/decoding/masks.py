@@ -100,6 +100,9 @@ class NumericMasks:
         self.words = words
         self.size = size
         self.base = pack(table.allowed_base, words)
+        #: packed `table.nondigit` and `table.terminator_start`, OR-ed into rows being built
+        self._nondigit = pack(table.nondigit, words).numpy().view(np.uint32)
+        self._terminators = pack(table.terminator_start, words).numpy().view(np.uint32)
         self.rows = np.zeros((64, words), dtype=np.int32)
         #: the one token each row allows, or -1
         self.only = np.full(64, -1, dtype=np.int64)
@@ -141,18 +144,31 @@ class NumericMasks:
         key = _content_key(target, buf)
         row = self._by_content.get(key)
         if row is None:
-            # built by the per-row implementation: one source of truth for what is allowed
-            row = self._by_content[key] = self._add(
-                pack(self.table.mask_for(target, buf), self.words)
-            )
+            row = self._by_content[key] = self._add(self._packed(target, buf))
         return row
 
-    def _add(self, packed: torch.Tensor) -> int:
+    def _packed(self, target: IntSet | str | frozenset[str], buf: str) -> np.ndarray:
+        """uint32[words]: `table.mask_for(target, buf)` packed, built from what the field allows
+        (`TokenTable.allowed_for`) without a vocabulary-wide bool mask."""
+        allowed = self.table.allowed_for(target, buf)
+        out = np.zeros(self.words, dtype=np.uint32)
+        if allowed.nondigit:
+            out |= self._nondigit
+        if allowed.terminators:
+            out |= self._terminators
+        if allowed.ids:
+            tokens = np.asarray(allowed.ids, dtype=np.int64)
+            tokens = tokens[tokens < 32 * self.words]
+            np.bitwise_or.at(out, tokens >> 5, np.left_shift(1, tokens & 31).astype(np.uint32))
+        return out
+
+    def _add(self, packed: torch.Tensor | np.ndarray) -> int:
         if self._count == self.rows.shape[0]:
             self.rows = np.concatenate([self.rows, np.zeros_like(self.rows)])
             self.only = np.concatenate([self.only, np.full_like(self.only, -1)])
         row = self._count
-        self.rows[row] = packed.numpy()
+        words = packed.numpy() if isinstance(packed, torch.Tensor) else packed
+        self.rows[row] = words.view(np.int32)
         self.only[row] = only_tokens(self.rows[row : row + 1])[0]
         allowed = _tokens(self.rows[row])
         self.few.append(tuple(allowed) if len(allowed) <= FEW else None)
@@ -162,7 +178,11 @@ class NumericMasks:
 
 def _tokens(row: np.ndarray) -> list[int]:
     """The tokens a packed row allows, in order."""
-    return unpack(torch.from_numpy(row[None]), row.shape[0] * 32)[0].nonzero().flatten().tolist()
+    if not _LITTLE_ENDIAN:
+        return (
+            unpack(torch.from_numpy(row[None]), row.shape[0] * 32)[0].nonzero().flatten().tolist()
+        )
+    return np.flatnonzero(np.unpackbits(row.view(np.uint8), bitorder="little")).tolist()
 
 
 def _content_key(target: IntSet | str | frozenset[str], buf: str) -> Hashable:

@@ -21,6 +21,17 @@ from .scanner import TERMINATORS, FieldScanner
 DIGITS = "0123456789"
 
 
+@dataclass(frozen=True)
+class Allowed:
+    """What the numeric rules allow next in a field: the tokens `ids`, plus every non-digit
+    token when a number may end here (`nondigit`), plus every token that starts with a value
+    terminator when a copied name is complete (`terminators`)."""
+
+    ids: tuple[int, ...]
+    nondigit: bool = False
+    terminators: bool = False
+
+
 @dataclass
 class TokenTable:
     """Token strings and the masks the numeric processor combines."""
@@ -79,36 +90,35 @@ class TokenTable:
         """bool[V]: the tokens allowed next in a field that may be `target` and holds `buf`."""
         if target is None:
             return self.allowed_base
-        if isinstance(target, IntSet):
-            return self._int_mask(target, buf)
-        if isinstance(target, str):
-            return self._copy_mask(target, buf)
+        allowed = self.allowed_for(target, buf)
         out = torch.zeros(self.vocab_size, dtype=torch.bool)
-        for name in target:  # one of several names: any of their continuations
-            out |= self._copy_mask(name, buf)
-        return out
-
-    def _int_mask(self, target: IntSet, buf: str) -> torch.Tensor:
-        out = torch.zeros(self.vocab_size, dtype=torch.bool)
-        if buf != "0":
-            for d, tid in zip(DIGITS, self.digit_ids, strict=True):
-                if target.admits_prefix(buf + d):
-                    out[tid] = True
-        if buf and buf.isdigit() and int(buf) in target:
+        out[list(allowed.ids)] = True
+        if allowed.nondigit:
             out |= self.nondigit
-        return out
-
-    def _copy_mask(self, target: str, buf: str) -> torch.Tensor:
-        out = torch.zeros(self.vocab_size, dtype=torch.bool)
-        if not target.startswith(buf):
-            return out
-        rest = target[len(buf) :]
-        for k in range(1, len(rest) + 1):
-            for tid in self.by_string.get(rest[:k], ()):
-                out[tid] = True
-        if not rest:
+        if allowed.terminators:
             out |= self.terminator_start
         return out
+
+    def allowed_for(self, target: IntSet | str | frozenset[str], buf: str) -> Allowed:
+        """What a field that may be `target` and holds `buf` allows next: the one statement of
+        it, which `mask_for` and the packed masks (`masks.NumericMasks`) are built from."""
+        if isinstance(target, IntSet):
+            digits = () if buf == "0" else tuple(
+                tid
+                for d, tid in zip(DIGITS, self.digit_ids, strict=True)
+                if target.admits_prefix(buf + d)
+            )  # fmt: skip
+            return Allowed(digits, nondigit=bool(buf) and buf.isdigit() and int(buf) in target)
+        ids: list[int] = []
+        complete = False
+        for name in (target,) if isinstance(target, str) else target:  # any of the names
+            if not name.startswith(buf):
+                continue
+            rest = name[len(buf) :]
+            complete = complete or not rest
+            for k in range(1, len(rest) + 1):
+                ids.extend(self.by_string.get(rest[:k], ()))
+        return Allowed(tuple(ids), terminators=complete)
 
     def allows(self, scanner: FieldScanner, tid: int) -> bool:
         """Scalar version of `mask(scanner)[tid]` (for forced tokens; tested to agree)."""
