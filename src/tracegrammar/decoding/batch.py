@@ -61,6 +61,9 @@ class BatchState:
     def __post_init__(self) -> None:
         if self.static is None:
             self.static = self.device.type != "cpu"
+        # a transformers release whose StaticCache is not the layered one this code grows and
+        # compacts (an accelerator image may carry an older one) keeps the dynamic cache
+        self.static = self.static and _layered_static_cache()
 
     def step(
         self, chunks: list[list[int]], want: list[int] | None = None, host: bool = True
@@ -170,6 +173,18 @@ def right_aligned(chunks: list[list[int]], pad: int) -> tuple[torch.Tensor, torc
     ids[rows, cols] = flat
     mask[rows, cols] = 1
     return torch.from_numpy(ids), torch.from_numpy(mask)
+
+
+@cache
+def _layered_static_cache() -> bool:
+    """Whether transformers' StaticCache keeps one layer object per model layer, each with its
+    `max_cache_len` and lazily allocated `keys` / `values` (transformers >= 4.56)."""
+    try:
+        from transformers.cache_utils import StaticLayer
+    except ImportError:
+        return False
+    layer = StaticLayer(max_cache_len=1)
+    return hasattr(layer, "max_cache_len") and hasattr(layer, "is_initialized")
 
 
 def _round_up(n: int) -> int:
