@@ -20,7 +20,7 @@ with the numeric rules (tracegrammar.rules, followed by the scanner).
   (`LayerSession.fixed_forced`) with the tokens a literal in the grammar would have forced, so
   masks and tokens are those of a grammar per layer (`session(literals=True)`, tested), while
   llguidance builds a lexer state once for many layers instead of once per layer (at width 256,
-  47 -> 31 us per row-step on these CPUs: bench/results/engine_width.md).
+  55 -> 27 us per row-step on these CPUs, side by side: bench/results/engine_width.md).
 - The transformers `LogitsProcessor` glue is in `hf.py`.
 """
 
