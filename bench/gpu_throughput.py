@@ -7,8 +7,8 @@ tests or CI.
         [--model DIR | --random-base DIR] [--adapter DIR|none] [--widths 256,512,1024] \\
         [--dtype bfloat16] [--budget-s 480]
 
-On a lent device the whole run is one command: `bash bench/device/prepare.sh` here, then the
-command that `bench/device/README.md` gives.
+On a lent device: `bash bench/device/prepare.sh` here, then the two calls that
+`bench/device/README.md` gives (the second runs `bash bench/device/run.sh throughput`).
 
 - prompts: the validation prompt mix (`recipe_split(DATA).validation`, 2-12 calls, as
   bench/generation.py), drawn with replacement up to the width; T=0.8, top-k 50, one seed;
@@ -17,16 +17,17 @@ command that `bench/device/README.md` gives.
   `--budget-s` is skipped (both modes or neither), so the command ends inside the device call;
 - writes OUT/gpu_throughput.json and .md after every width (a cut-short run keeps what it did).
 
-What travels to the device is the working tree alone (64 MiB): the data (the validation split is
-drawn from it), the missing Python packages as wheels, and the model. The embedded base does not
-fit (its GGUF is 98 MB, its weights 540 MB in fp32), so `--random-base DIR` builds the same
-architecture (DIR: its config.json and tokenizer, 4 MB) with random weights: the same compute per
-token and the same constraint engine, so graphs per second and the engine's share are measured
-as with the trained model; only what the graphs look like differs (they are still all valid).
-The prior and the semantic rules still come from the adapter folder (its prior.json and
-reference.json), so the layers have the shapes and names of real ones. Unconstrained, random
-weights never close a layer and write to the free writer's token budget, so with `--random-base`
-compare tokens per second, not raw graphs per second (the ratio column is then meaningless).
+What travels to the device is the working tree alone (64 MiB a call): the data (the validation
+split is drawn from it), the missing Python packages as wheels, and the model, whose GGUF (98 MB)
+travels in two parts over two calls (bench/device/base.py). Where only one call is possible,
+`--random-base DIR` builds the same architecture (DIR: its config.json and tokenizer, 4 MB) with
+random weights: the same compute per token and the same constraint engine, so graphs per second
+and the engine's share are measured as with the trained model; only what the graphs look like
+differs (they are still all valid). The prior and the semantic rules still come from the adapter
+folder (its prior.json and reference.json), so the layers have the shapes and names of real ones.
+Unconstrained, random weights never close a layer and write to the free writer's token budget,
+so with `--random-base` compare tokens per second, not raw graphs per second (the ratio column
+is then meaningless).
 """
 
 from __future__ import annotations

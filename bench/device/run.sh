@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# The jobs of a lent accelerator machine, from what `prepare.sh` put in .device/ (see README.md
+# beside this file for the calls that carry it there).
+#
+#   bash bench/device/run.sh receive          # a call that only carries: which parts are there
+#   bash bench/device/run.sh JOB [JOB ...]    # set up once, then each job in turn
+#
+# JOB is one of (SECONDS: that job's own time limit; each job leaves its results in $OUT):
+#   train:RECIPE[:SECONDS]  tracegrammar train on RECIPE (a training/*.yaml) with the carried
+#                           data; OUT/adapter-NAME.tgz.* (the adapter, in parts of 15 MiB),
+#                           OUT/train-NAME.log; killed at SECONDS (default 480), the run's
+#                           checkpoints stay in .device/train/NAME and the same job resumes
+#   throughput[:SECONDS]    bench/gpu_throughput.py at widths 256, 512, 1024 with the real
+#                           default model: OUT/throughput/ (default 300)
+#   grid[:SECONDS]          tracegrammar bench validity, the papers' whole grid, layer format
+#                           with adapters/default then tabular with adapters/tabular; resumes
+#                           from .device/grid-*; OUT/grid.tgz (default 540)
+#
+# Set-up: the wheels that the machine's image lacks are installed in /tmp (skipped when the
+# python already imports them), and the base is joined, checked and converted
+# (bench/device/base.py unpack) into TRACEGRAMMAR_CACHE (default /tmp/tracegrammar-cache).
+# PY (default python3), OUT and DEVICE_DIR (default .device) may be set; TRAIN_ARGS,
+# THROUGHPUT_ARGS and GRID_ARGS add flags to their job (a dry run on a CPU: see README.md).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+PY=${PY:-python3}
+DEV=${DEVICE_DIR:-.device}
+OUT=${OUT:-/tmp/tracegrammar-out}
+mkdir -p "$OUT"
+if [ "${1:-}" = receive ]; then
+  exec "$PY" bench/device/base.py status --device-dir "$DEV"
+fi
+[ $# -gt 0 ] || { echo "usage: $0 receive | JOB [JOB ...]" >&2; exit 2; }
+for job in "$@"; do  # refuse a bad job before any set-up
+  case "$job" in
+    train:*.yaml | train:*.yaml:[0-9]* | throughput | throughput:[0-9]* | grid | grid:[0-9]*) ;;
+    *) echo "run.sh: unknown job '$job' (train:RECIPE[:SECONDS], throughput[:SECONDS], grid[:SECONDS])" >&2; exit 2 ;;
+  esac
+done
+
+start=$SECONDS
+site=/tmp/tracegrammar-site
+if ! "$PY" -c 'import lark, llguidance, outlines, gguf' 2>/dev/null; then
+  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target "$site" "$DEV"/whl/*.whl
+  export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"
+fi
+export PYTHONPATH="src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+export TRACEGRAMMAR_CACHE=${TRACEGRAMMAR_CACHE:-/tmp/tracegrammar-cache}
+"$PY" bench/device/base.py unpack --device-dir "$DEV"
+"$PY" -c 'import torch; print("device:", torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu", "torch", torch.__version__)'
+echo "set-up: $((SECONDS - start)) s"
+
+# the folder $2 as OUT/$1.tgz, in parts of 15 MiB (what comes back is at most 16 MiB a file)
+pack() {
+  tar -czf - -C "$(dirname "$2")" "$(basename "$2")" | split -b 15M -d - "$OUT/$1.tgz."
+  ls -la "$OUT" | grep -F "$1.tgz." || true
+}
+
+for job in "$@"; do
+  IFS=: read -r kind arg secs <<<"$job"
+  t0=$SECONDS
+  case "$kind" in
+    train)
+      name=$(basename "$arg" .yaml)
+      dir="$DEV/train/$name"
+      echo "== train $arg -> $dir (limit ${secs:-480} s)"
+      rc=0
+      # shellcheck disable=SC2086
+      timeout "${secs:-480}" "$PY" -m tracegrammar.training --config "$arg" --out "$dir" \
+        --data "$DEV/data" ${TRAIN_ARGS:-} 2>&1 | tee "$OUT/train-$name.log" || rc=$?
+      if [ -f "$dir/adapter_model.safetensors" ] && [ ! -d "$dir/checkpoints" ]; then
+        pack "adapter-$name" "$dir"
+      else
+        echo "train $name: not finished (rc $rc); its checkpoints stay in $dir: run the same job again to resume"
+      fi
+      ;;
+    throughput)
+      secs=${arg:-300}
+      echo "== throughput (budget $secs s)"
+      # shellcheck disable=SC2086
+      timeout "$secs" "$PY" bench/gpu_throughput.py --data "$DEV/data" --widths 256,512,1024 \
+        --budget-s "$((secs / 2))" --out "$OUT/throughput" ${THROUGHPUT_ARGS:-} || true
+      ;;
+    grid)
+      secs=${arg:-540}
+      echo "== grid (limit $secs s: layer format first, then tabular)"
+      # shellcheck disable=SC2086
+      timeout "$((secs * 2 / 3))" "$PY" -m tracegrammar bench validity --data "$DEV/data" \
+        --out "$DEV/grid-layer" --encodings layer --workers 12 \
+        --time-limit "$((secs / 2))" ${GRID_ARGS:-} || true
+      left=$((secs - (SECONDS - t0) - 20))
+      if [ "$left" -gt 60 ]; then
+        # shellcheck disable=SC2086
+        timeout "$left" "$PY" -m tracegrammar bench validity --data "$DEV/data" \
+          --out "$DEV/grid-tabular" --encodings tabular --adapter adapters/tabular \
+          --workers 12 --time-limit "$((left * 2 / 3))" ${GRID_ARGS:-} || true
+      fi
+      rm -rf "$DEV/grid" && mkdir -p "$DEV/grid"
+      cp -r "$DEV"/grid-layer "$DEV"/grid-tabular "$DEV/grid/" 2>/dev/null || true
+      pack grid "$DEV/grid"
+      ;;
+  esac
+  echo "== $kind: $((SECONDS - t0)) s"
+done
+echo "all jobs: $((SECONDS - start)) s; results in $OUT"
