@@ -10,8 +10,9 @@
 #                           data; OUT/adapter-NAME.tgz.* (the adapter, in parts of 15 MiB),
 #                           OUT/train-NAME.log; killed at SECONDS (default 480), the run's
 #                           checkpoints stay in .device/train/NAME and the same job resumes
-#   throughput[:SECONDS]    bench/gpu_throughput.py at widths 256, 512, 1024 with the real
-#                           default model: OUT/throughput/ (default 300)
+#   throughput[:SECONDS]    bench/gpu_throughput.py at widths 256 and 1024 with the real
+#                           default model, 8 generator processes sharing the GPU, then one:
+#                           OUT/throughput/ (default 300)
 #   grid[:SECONDS]          tracegrammar bench validity, the papers' whole grid, layer format
 #                           with adapters/default then tabular with adapters/tabular; resumes
 #                           from .device/grid-*; OUT/grid.tgz (default 540)
@@ -79,8 +80,9 @@ for job in "$@"; do
       secs=${arg:-300}
       echo "== throughput (budget $secs s)"
       # shellcheck disable=SC2086
-      timeout "$secs" "$PY" bench/gpu_throughput.py --data "$DEV/data" --widths 256,512,1024 \
-        --budget-s "$((secs / 2))" --out "$OUT/throughput" ${THROUGHPUT_ARGS:-} || true
+      timeout "$secs" "$PY" bench/gpu_throughput.py --data "$DEV/data" --widths 256,1024 \
+        --processes 8,1 --budget-s "$((secs / 2))" --out "$OUT/throughput" \
+        ${THROUGHPUT_ARGS:-} || true
       ;;
     grid)
       secs=${arg:-540}

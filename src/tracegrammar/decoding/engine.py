@@ -80,9 +80,11 @@ class Engine:
         self._check_tokenizer_agreement()
         self.words = words_for(self.llg_tokenizer.vocab_size)  # int32 words per packed mask
         self.numeric = NumericMasks(self.table, self.words)
-        # one thread per core (llguidance's default leaves a fifth of them out: one thread on
-        # two cores, so no fill would run in parallel); the caller only waits for a fill
-        self._executor = llguidance.LLExecutor(min(32, os.cpu_count() or 1))
+        # one thread per core this process may run on (llguidance's default leaves a fifth of
+        # them out: one thread on two cores, so no fill would run in parallel); the caller only
+        # waits for a fill. Processes pinned to a few cores each (several generators sharing
+        # one GPU) get as many threads as their cores.
+        self._executor = llguidance.LLExecutor(min(32, usable_cores()))
         #: llguidance's batch fill writes here (grown as needed); the lock keeps two threads
         #: sharing this engine from filling it at once
         self._bitmask = np.full((64, self.words), -1, dtype=np.int32)
@@ -339,6 +341,14 @@ class Engine:
         """llguidance's packed int32 bitmask row -> bool[vocab]."""
         bits = (bitmask.unsqueeze(-1) >> _BIT) & 1
         return bits.reshape(-1)[: self.vocab_size].bool()
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity), else the machine's."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # no affinity on this platform
+        return os.cpu_count() or 1
 
 
 def _unwrap(model: Any) -> Any:
