@@ -40,10 +40,15 @@ def register_ray_and_send(
     ray_help: str,
     rate_help: str = "traces per second when sending, e.g. 50/s (default: at once)",
 ) -> None:
-    """`--ray [ADDRESS]`, `--workers`, `--send URL`, `--protocol` and `--rate`: the flags
+    """`--ray [ADDRESS]`, `--workers`, `--actors-per-gpu`, `--send URL`, `--protocol` and `--rate`: the flags
     `generate` and `workload` share (their checks: `check_ray_and_send`)."""
     p.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS", help=ray_help)
     p.add_argument("--workers", type=int, default=2, help="Ray actors, one model each")
+    p.add_argument(
+        "--actors-per-gpu", type=int, default=1, metavar="K",
+        help="with --ray on GPUs: K actors share each GPU (the engine's per-row work is Python "
+        "on one core, so several actors keep a GPU busier); default 1",
+    )  # fmt: skip
     p.add_argument(
         "--send",
         metavar="URL",
@@ -65,6 +70,8 @@ def check_ray_and_send(args: argparse.Namespace) -> None:
     if args.ray is not None:
         if args.workers < 1:
             raise UsageError(f"--workers must be >= 1, got {args.workers}")
+        if args.actors_per_gpu < 1:
+            raise UsageError(f"--actors-per-gpu must be >= 1, got {args.actors_per_gpu}")
         if importlib.util.find_spec("ray") is None:
             raise MissingExtraError("--ray", "ray")
     if args.send is not None:

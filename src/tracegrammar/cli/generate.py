@@ -293,6 +293,7 @@ def _generate_on_ray(
         seed=seed,
         out_dir=folder,
         workers=args.workers,
+        actors_per_gpu=args.actors_per_gpu,
         address=None if args.ray == "local" else args.ray,
         options=options,
     )

@@ -251,6 +251,7 @@ def _workload_on_ray(args: argparse.Namespace, request: WindowRequest, shards: P
         request.include,
         out_dir=shards,
         workers=args.workers,
+        actors_per_gpu=args.actors_per_gpu,
         address=None if args.ray == "local" else args.ray,
         seed=args.seed,
         model=args.model,

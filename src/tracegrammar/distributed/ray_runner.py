@@ -58,6 +58,7 @@ def run_distributed(
     shard_size: int = CHUNK,
     retries: int = 2,
     worker_cpus: float = 1.0,
+    actors_per_gpu: int = 1,
     progress: bool | Callable[[str], None] = True,
 ) -> JobReport:
     """Generate `n` graphs per request on `workers` Ray actors; write one JSON Lines file per
@@ -69,7 +70,10 @@ def run_distributed(
     the same arguments skips finished shards (after a crash, Ctrl-C or a lost node); a folder
     holding another job is refused. `address`: a running cluster ("auto", "ray://host:10001",
     "host:6379"); None starts a local one for this call (or uses the one this process already
-    joined). `progress`: a line per finished shard on stderr (or given to a callable).
+    joined). `actors_per_gpu`: on a cluster with GPUs, how many actors share each (each asks
+    Ray for 1/actors_per_gpu of one): the engine's per-row work is Python on one core, so on a
+    machine with many cores several actors keep one GPU busier than one can. `progress`: a line
+    per finished shard on stderr (or given to a callable).
 
     Raises MissingExtraError without Ray, ShardsUnfinishedError when shards failed past their
     retries (the others are kept; a rerun finishes them), InputError on bad arguments.
@@ -83,6 +87,12 @@ def run_distributed(
         raise InputError(f"workers must be an integer >= 1, got {workers!r}")
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         raise InputError(f"retries must be an integer >= 0, got {retries!r}")
+    if (
+        isinstance(actors_per_gpu, bool)
+        or not isinstance(actors_per_gpu, int)
+        or actors_per_gpu < 1
+    ):
+        raise InputError(f"actors_per_gpu must be an integer >= 1, got {actors_per_gpu!r}")
     options = options or JobOptions()
     if address is None:
         _check_local_paths(options)
@@ -95,7 +105,7 @@ def run_distributed(
     todo = manifest.pending()
     if todo:
         _Coordinator(items, seed, options, manifest, report, say, retries).run(
-            todo, workers, address, worker_cpus
+            todo, workers, address, worker_cpus, actors_per_gpu
         )
     manifest.save()
     report.valid = sum(int(manifest.entries[s.index].get("valid", 0)) for s in shards)
@@ -157,22 +167,28 @@ class _Coordinator:
         self.start = time.perf_counter()
         self.done_graphs = sum(s.size for s in manifest.shards if s.index in report.skipped)
 
-    def run(self, todo: list[Shard], workers: int, address: str | None, worker_cpus: float) -> None:
+    def run(
+        self,
+        todo: list[Shard],
+        workers: int,
+        address: str | None,
+        worker_cpus: float,
+        actors_per_gpu: int = 1,
+    ) -> None:
         ray = import_ray()
         started = _connect(ray, address, workers, worker_cpus)
         actors: list[Any] = []
         try:
             gpus = float(ray.cluster_resources().get("GPU", 0))
-            if gpus >= 1:  # one GPU per actor; more actors than GPUs would wait forever
-                workers = min(workers, int(gpus))
+            workers, per_actor = actor_resources(workers, gpus, actors_per_gpu)
             actor_class = ray.remote(ShardWorker).options(
                 num_cpus=worker_cpus,
-                num_gpus=1 if gpus >= 1 else 0,
+                num_gpus=per_actor,
                 max_restarts=self.retries,
                 max_task_retries=self.retries,
             )
             self.report.workers = min(workers, len(todo))
-            self.report.gpus_per_worker = 1.0 if gpus >= 1 else 0.0
+            self.report.gpus_per_worker = per_actor
             actors = [actor_class.remote(self.options) for _ in range(self.report.workers)]
             self._dispatch(ray, deque(todo), actors, lambda: actor_class.remote(self.options))
         finally:
@@ -238,6 +254,15 @@ class _Coordinator:
         self.manifest.fail(shard, error)
         self.report.failed.append(shard.index)
         self.say(f"distributed: shard {shard.index + 1} failed {attempts} times: {error}")
+
+
+def actor_resources(workers: int, gpus: float, actors_per_gpu: int = 1) -> tuple[int, float]:
+    """(how many actors, the GPU share each asks for) on a cluster with `gpus` GPUs: without
+    GPUs, `workers` actors and none; with them, `actors_per_gpu` actors share each whole GPU,
+    so at most that many per GPU (more would wait forever for a share)."""
+    if gpus < 1:
+        return workers, 0.0
+    return min(workers, int(gpus) * actors_per_gpu), 1.0 / actors_per_gpu
 
 
 def _connect(ray: Any, address: str | None, workers: int, worker_cpus: float) -> bool:

@@ -49,6 +49,7 @@ def run_workload_distributed(
     retries: int = 2,
     progress: bool | Callable[[str], None] = True,
     prior: str = DEFAULT_PRIOR,
+    actors_per_gpu: int = 1,
 ) -> Workload:
     """`workloads.run_workload(method="model")` with the graphs generated on `workers` Ray
     actors; the job's shards and manifest go to `out_dir` (`run_distributed`). Same seed, same
@@ -58,7 +59,8 @@ def run_workload_distributed(
     shipped adapter; None: the bare base), or a `LoadedModel` (its base and adapter paths are
     what the actors load). `semantic`: traces whose calls the rules allow (None: the adapter's
     reference), for the contexts' services and the graphs alike. `prior`: how the contexts'
-    services and arrivals are drawn (`workloads.generate_workload`). Without a seed, the seed of the
+    services and arrivals are drawn (`workloads.generate_workload`). `actors_per_gpu`: as
+    `run_distributed`'s. Without a seed, the seed of the
     job already in `out_dir` (so a rerun resumes it), else a random one. Raises as
     `run_distributed` does (MissingExtraError without Ray, ShardsUnfinishedError)."""
     from ..decoding.models import (
@@ -116,6 +118,7 @@ def run_workload_distributed(
         options=options,
         shard_size=shard_size,
         retries=retries,
+        actors_per_gpu=actors_per_gpu,
         progress=progress,
     )
     records = list(read_records(out_dir))
