@@ -51,3 +51,22 @@ def test_the_text_after_each_fixed_value_is_read_from_the_grammar():
     assert set(fixed_follows("layer")) == set(FIXED_FIELDS)
     with pytest.raises(GrammarError, match="'node' appears in"):
         literal_after("layer", "node")
+
+
+@pytest.mark.parametrize("fmt", ["layer", "layer_instruct"])
+def test_every_numeric_field_is_an_int(fmt):
+    """The batched engine asks no forced bytes inside a number (`engine._take_grammar_forced`):
+    that holds because every field the numeric rules keep in an integer set is written as the
+    grammar's INT, whose value takes any digit first and then a digit or its end."""
+    import re
+
+    from tracegrammar.grammar import grammar_text
+    from tracegrammar.rules import BLOCK_INT_FIELDS, EDGE_INT_FIELDS
+
+    text = layer_grammar(COND, fmt)
+    after = {}
+    for key, symbol in re.findall(r'([a-z_]+):"\s+([A-Za-z_]+)', text):
+        after.setdefault(key, set()).add(symbol)
+    for key in (*EDGE_INT_FIELDS, *BLOCK_INT_FIELDS):
+        assert after.get(key) == {"INT"}, (key, after.get(key))
+    assert re.search(r"^INT: /0\|\[1-9\]\[0-9\]\*/$", grammar_text(fmt), re.M)

@@ -39,7 +39,7 @@ import torch
 
 from ..errors import EngineError
 from ..reference import CallScope
-from ..rules import LayerPlan
+from ..rules import IntSet, LayerPlan
 from ..types import LayerConditions
 from .masks import NumericMasks, only_tokens, unpack, words_for
 from .requests import fixed_follows, layer_grammar
@@ -481,7 +481,12 @@ def _take_grammar_forced(session: LayerSession, out: list[int]) -> bool:
     table = session.engine.table
     scanner = session.scanner
     taken: list[int] = []
-    if matcher.compute_ff_bytes():  # no forced byte: no forced token
+    # no forced byte, no forced token; and none inside a number other than a lone 0: the
+    # grammar's INT takes any digit first, then a digit or the end (tested: every numeric field
+    # of the layer grammars is an INT)
+    target = scanner.target
+    in_number = isinstance(target, IntSet) and scanner.buf != "0"
+    if not in_number and matcher.compute_ff_bytes():
         for tok in matcher.compute_ff_tokens():
             if not table.allows(scanner, tok):
                 break
