@@ -155,3 +155,24 @@ def test_long_sample_is_named_or_skipped(graphs, tok):
         samples + build_samples(graphs[:1], "layer"), tok, max_length=128, skip_long=True
     )
     assert skipped == 1 and enc and all(len(e) <= 128 for e in enc)
+
+
+def test_mix_infill_is_mix_plus_one_infilling_sample_per_graph(graphs):
+    """`mix_infill`: the `mix` samples unchanged, plus one of the graph's infilling samples,
+    drawn again each epoch."""
+    from tracegrammar.traces import graph_hash
+    from tracegrammar.training.datasets import infill_samples, sample_rng
+
+    many = [g for g in graphs if len(infill_samples(g)) > 1][:5]
+    assert many
+    for g in many:
+        both = graph_samples(g, "mix_infill", seed=1, salt="epoch0")
+        assert both[:-1] == graph_samples(g, "mix", seed=1, salt="epoch0")
+        last = both[-1]
+        assert last.kind == "infill"
+        rng = sample_rng(1, graph_hash(g), "epoch0:one_infill")
+        assert last in infill_samples(g, rng=rng, key=graph_hash(g))
+    drawn = {graph_samples(g, "mix_infill", seed=1, salt=f"epoch{e}")[-1] for g in many
+             for e in range(6)}  # fmt: skip
+    assert len(drawn) > len(many)  # other tasks in other epochs
+    assert len(build_samples(many, "mix_infill")) == len(build_samples(many, "mix")) + len(many)

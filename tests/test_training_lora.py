@@ -172,6 +172,24 @@ def test_bad_input_is_one_line(tmp_path, capsys, tiny_base):
     assert "unknown key(s) learning_rate" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("recipe", sorted(p.name for p in (ROOT / "training").glob("*.yaml")))
+def test_every_recipe_loads_and_names_layers_of_the_base(recipe):
+    """A recipe with a typo (a key, a format, a module the base lacks) fails here, not after a
+    device call has carried the base to a GPU."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from tracegrammar.decoding.models import default_model_dir
+
+    cfg = TrainConfig.from_yaml(ROOT / "training" / recipe)
+    with torch.device("meta"):  # the base's architecture, no weights
+        base = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(default_model_dir()))
+    linear = {
+        n.rsplit(".", 1)[-1] for n, m in base.named_modules() if isinstance(m, torch.nn.Linear)
+    }
+    assert set(cfg.target_modules) <= linear, (cfg.target_modules, linear)
+
+
 def test_default_recipe_loads():
     cfg = TrainConfig.from_yaml(ROOT / "training" / "default.yaml")
     assert cfg.base is None and cfg.format == "mix"

@@ -46,9 +46,17 @@ from ..types import CallGraph
 SampleKind = Literal["layer", "layer_instruct", "tabular", "infill"]
 SAMPLE_KINDS: tuple[str, ...] = ("layer", "layer_instruct", "tabular", "infill")
 #: What the trainer's sample format (`train --sample-format`, a recipe's `format:`) accepts: one
-#: kind, or `mix` (both layer variants of every layer).
-SAMPLE_FORMATS: tuple[str, ...] = (*SAMPLE_KINDS, "mix")
+#: kind, `mix` (both layer variants of every layer), or `mix_infill` (the same, plus one
+#: infilling sample per graph, its task drawn anew every epoch: one adapter for generation and
+#: infilling, without the infilling samples outnumbering the layers).
+SAMPLE_FORMATS: tuple[str, ...] = (*SAMPLE_KINDS, "mix", "mix_infill")
 MIX_KINDS: tuple[str, ...] = ("layer", "layer_instruct")
+#: format -> the kinds of sample it makes of each graph
+FORMAT_KINDS: dict[str, tuple[str, ...]] = {
+    **{kind: (kind,) for kind in SAMPLE_KINDS},
+    "mix": MIX_KINDS,
+    "mix_infill": (*MIX_KINDS, "one_infill"),
+}
 _SERVICE_RE = re.compile(r"\bservice:([^ >]+)")
 IGNORE_INDEX = -100  # label of a token the loss skips (prompt and padding)
 DEFAULT_DROP_PROB = 0.9  # the brief: each attribute dropped with p=0.9, the service kept
@@ -248,14 +256,17 @@ def graph_samples(
     if fmt not in SAMPLE_FORMATS:
         raise InputError(f"format must be one of {SAMPLE_FORMATS}, got {fmt!r}")
     key = graph_hash(graph)
-    kinds = MIX_KINDS if fmt == "mix" else (fmt,)
     out: list[Sample] = []
-    for kind in kinds:
+    for kind in FORMAT_KINDS[fmt]:
         rng = sample_rng(seed, key, f"{salt}:{kind}")
         if kind == "tabular":
             out.append(tabular_sample(graph, rng=rng, drop_prob=drop_prob, key=key))
         elif kind == "infill":
             out.extend(infill_samples(graph, rng=rng, key=key))
+        elif kind == "one_infill":
+            tasks = infill_samples(graph, rng=rng, key=key)
+            if tasks:
+                out.append(rng.choice(tasks))
         else:
             out.extend(
                 layer_samples(
@@ -277,7 +288,8 @@ def build_samples(
     """Every sample of every graph; the instruction samples' requested attributes are judged
     against these graphs' own statistics (`Reference.from_graphs`)."""
     graphs = list(graphs)
-    reference = Reference.from_graphs(graphs) if fmt in ("layer_instruct", "mix") else None
+    instruct = "layer_instruct" in FORMAT_KINDS.get(fmt, ())
+    reference = Reference.from_graphs(graphs) if instruct else None
     return [
         s
         for g in graphs
