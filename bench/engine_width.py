@@ -20,7 +20,9 @@ llguidance builds its lexer's states lazily, per compiled grammar, so a walk aft
 the same layers would otherwise find them built. All paths walk the same layers with the same
 draws, so they must write the same tokens (checked). Needs only the default model's
 tokenizer; the engine gets a stand-in model with its vocabulary. Writes
-bench/results/engine_width.{json,md} (with `--semantic`: engine_width_semantic.{json,md}); the
+bench/results/engine_width.{json,md} (with `--semantic`: engine_width_semantic.{json,md}; with `--real`:
+engine_width_real.{json,md}: layers of the real training graphs with the semantic rules a run
+gives them, so layers share grammars as often as in generation); the
 last line printed is the batched path at the widest width.
 """
 
@@ -39,7 +41,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import machine, write
+from common import DEFAULT_DATA, machine, write
 from tracegrammar.benchmark import table_lines
 from tracegrammar.decoding.engine import Engine, LayerSession
 from tracegrammar.layers import decompose
@@ -94,6 +96,28 @@ def random_layers(count: int, seed: int, semantic: bool) -> list[tuple[LayerCond
     return [(layers[i % len(layers)], scope) for i in range(count)]
 
 
+def real_layers(count: int, seed: int, data: str) -> list[tuple[LayerConditions, Any]]:
+    """`count` layers of the training graphs of `data` (the recipe's split), shuffled, each with
+    the semantic rules generation gives its graph (`driver.call_scopes`, the shipped adapter's
+    reference: the training graphs' calls), so layers share grammars as often as a run's do."""
+    from tracegrammar import Constraints
+    from tracegrammar.decoding.driver import call_scopes
+    from tracegrammar.decoding.models import default_adapter_dir
+    from tracegrammar.reference import REFERENCE_FILE
+    from tracegrammar.training.datasets import recipe_split
+
+    adapter = default_adapter_dir()
+    assert adapter is not None, "the shipped adapter (its reference) is needed for --real"
+    reference = Reference.load(adapter / REFERENCE_FILE)
+    graphs = recipe_split(data).train
+    scopes = call_scopes([Constraints(g.service) for g in graphs], [g.depth for g in graphs],
+                         reference, novel_calls=False)  # fmt: skip
+    layers = [(layer.conditions, scope) for g, scope in zip(graphs, scopes, strict=True)
+              for layer in decompose(g)]  # fmt: skip
+    random.Random(seed).shuffle(layers)
+    return [layers[i % len(layers)] for i in range(count)]
+
+
 class Walk:
     """`width` random walks, each finished layer replaced by the next from `layers`."""
 
@@ -110,22 +134,24 @@ class Walk:
         self.texts: dict[int, list[int]] = {}
 
     def fill(self, width: int, batched: bool) -> None:
-        """Start layers until `width` are being written (a start is not a step: not timed)."""
-        new: list[LayerSession] = []
+        """Start layers until `width` are being written (a start is not a step: not timed); a
+        layer its forced tokens finish at once is replaced too."""
         while len(self.sessions) < width and self.next < len(self.layers):
-            cond, scope = self.layers[self.next]
-            session = self.engine.session(cond, "layer", scope, literals=self.literals)
-            self.sessions.append(session)
-            self.draws.append(random.Random(self.next))
-            self.ids.append(self.next)
-            self.next += 1
-            new.append(session)
-        if batched:
-            self.engine.advance(new)
-        else:
-            for session in new:
-                session.forced()
-        self.retire()
+            new: list[LayerSession] = []
+            while len(self.sessions) < width and self.next < len(self.layers):
+                cond, scope = self.layers[self.next]
+                session = self.engine.session(cond, "layer", scope, literals=self.literals)
+                self.sessions.append(session)
+                self.draws.append(random.Random(self.next))
+                self.ids.append(self.next)
+                self.next += 1
+                new.append(session)
+            if batched:
+                self.engine.advance(new)
+            else:
+                for session in new:
+                    session.forced()
+            self.retire()
 
     def draw(self, masks: list[torch.Tensor]) -> list[int]:
         """One token per row, uniformly among those its mask allows."""
@@ -216,6 +242,11 @@ def main() -> None:
     ap.add_argument("--widths", default="1,16,64,256")
     ap.add_argument("--rows", type=int, default=4096, help="row-steps counted per width and path")
     ap.add_argument("--semantic", action="store_true", help="semantic rules from a reference")
+    ap.add_argument(
+        "--real", metavar="DATA", nargs="?", const=DEFAULT_DATA, default=None,
+        help="layers of the real training graphs with the shipped reference's semantic rules "
+        "(as generation has them) instead of random ones",
+    )  # fmt: skip
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--repeats", type=int, default=3, help="walks per width and path: the best")
     ap.add_argument(
@@ -232,7 +263,12 @@ def main() -> None:
     results = []
     for width in widths:
         # enough layers that the width holds while `rows` row-steps are counted
-        layers = random_layers(64 + 2 * width + args.rows // 8, args.seed, args.semantic)
+        count = 64 + 2 * width + args.rows // 8
+        layers = (
+            real_layers(count, args.seed, args.real)
+            if args.real
+            else random_layers(count, args.seed, args.semantic)
+        )
         per_row = best_of(args.repeats, engine, layers, width, args.rows, per_row_step)
         batched = best_of(args.repeats, engine, layers, width, args.rows, batched_step)
         literal = best_of(args.repeats, engine, layers, width, args.rows, batched_step, True)
@@ -255,10 +291,13 @@ def main() -> None:
         print({k: v for k, v in results[-1].items() if not k.endswith("runs_us")}, flush=True)
         if not same:
             raise SystemExit(f"width {width}: the paths wrote different tokens")
-    data = {"machine": machine(), "semantic": args.semantic, "rows": args.rows,
+    data = {"machine": machine(), "semantic": args.semantic, "real": args.real, "rows": args.rows,
             "repeats": args.repeats, "torch_threads": args.torch_threads,
             "engine_setup_s": setup_s, "load_average": os.getloadavg(), "widths": results}  # fmt: skip
-    write("engine_width_semantic" if args.semantic else "engine_width", data, markdown(data, args))
+    name = "engine_width_real" if args.real else "engine_width"
+    write(
+        name + ("_semantic" if args.semantic and not args.real else ""), data, markdown(data, args)
+    )
     print(f"width {results[-1]['width']}: {results[-1]['batched_us']:.0f} us per row")
 
 
@@ -270,10 +309,16 @@ def markdown(data: dict, args: argparse.Namespace) -> str:
         "",
         f"`PYTHONPATH=src .venv/bin/python bench/engine_width.py --widths {args.widths} "
         f"--rows {args.rows} --torch-threads {args.torch_threads}"
-        f"{' --semantic' if args.semantic else ''}`. Random layers (random "
-        "graphs, layer format"
-        + (", semantic rules of a reference made of them" if args.semantic else "")
-        + "), random walks; per step: the masks of every row, then the drawn tokens consumed "
+        f"{' --semantic' if args.semantic else ''}{' --real' if args.real else ''}`. "
+        + (
+            "Layers of the real training graphs, each with the semantic rules generation "
+            "gives it (the shipped adapter's reference)"
+            if args.real
+            else "Random layers (random graphs, layer format"
+            + (", semantic rules of a reference made of them" if args.semantic else "")
+            + ")"
+        )
+        + ", random walks; per step: the masks of every row, then the drawn tokens consumed "
         "and every forced token after them (`bench/engine_width.py` says exactly what is timed).",
         "",
     ]
@@ -300,7 +345,14 @@ def markdown(data: dict, args: argparse.Namespace) -> str:
         "The first two paths share a grammar among the layers of the same counts (the engine "
         "forces their service and caller); in the third, almost every layer has a grammar of "
         "its own (its service and caller are literals in it), so llguidance builds lexer "
-        "states for each layer as it goes. The three write the same tokens. Load "
+        "states for each layer as it goes. "
+        + (
+            "With the semantic rules a grammar also binds the calls its caller may make, so "
+            "layers share one only when their callers may make the same calls. "
+            if args.semantic or args.real
+            else ""
+        )
+        + "The three write the same tokens. Load "
         f"average when written: {', '.join(f'{x:.1f}' for x in data['load_average'])} on "
         f"{data['machine']['cores']} cores.",
     ]
