@@ -40,8 +40,8 @@ def register_ray_and_send(
     ray_help: str,
     rate_help: str = "traces per second when sending, e.g. 50/s (default: at once)",
 ) -> None:
-    """`--ray [ADDRESS]`, `--workers`, `--actors-per-gpu`, `--send URL`, `--protocol` and `--rate`: the flags
-    `generate` and `workload` share (their checks: `check_ray_and_send`)."""
+    """`--ray [ADDRESS]`, `--workers`, `--actors-per-gpu`, `--send URL`, `--protocol` and
+    `--rate`: the flags `generate` and `workload` share (their checks: `check_ray_and_send`)."""
     p.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS", help=ray_help)
     p.add_argument("--workers", type=int, default=2, help="Ray actors, one model each")
     p.add_argument(

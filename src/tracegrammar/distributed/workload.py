@@ -60,9 +60,9 @@ def run_workload_distributed(
     what the actors load). `semantic`: traces whose calls the rules allow (None: the adapter's
     reference), for the contexts' services and the graphs alike. `prior`: how the contexts'
     services and arrivals are drawn (`workloads.generate_workload`). `actors_per_gpu`: as
-    `run_distributed`'s. Without a seed, the seed of the
-    job already in `out_dir` (so a rerun resumes it), else a random one. Raises as
-    `run_distributed` does (MissingExtraError without Ray, ShardsUnfinishedError)."""
+    `run_distributed`'s. Without a seed, the seed of the job already in `out_dir` (so a rerun
+    resumes it), else a random one. Raises as `run_distributed` does (MissingExtraError without
+    Ray, ShardsUnfinishedError)."""
     from ..decoding.models import (
         DEFAULT_NAME,
         LoadedModel,
