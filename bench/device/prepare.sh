@@ -15,7 +15,8 @@ platforms=()
 for n in 17 24 27 28 31 34 35; do platforms+=(--platform "manylinux_2_${n}_x86_64"); done
 # one version of each, as installed here; pure-Python ones and the compiled ones for cp312
 pkgs=(outlines outlines_core llguidance lark genson diskcache pydantic pydantic_core
-      typing-inspection jsonschema jsonschema-specifications referencing rpds-py gguf)
+      typing-inspection jsonschema jsonschema-specifications referencing rpds-py gguf
+      annotated-types typing-extensions)
 pins=()
 for p in "${pkgs[@]}"; do pins+=("$p==$($PY -c "import importlib.metadata as m; print(m.version('$p'))")"); done
 $PY -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
