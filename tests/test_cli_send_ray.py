@@ -45,6 +45,7 @@ def test_send_to_an_unreachable_endpoint_is_one_line_exit_2(graphs_file, capsys)
     ("argv", "words"),
     [
         (["--ray", "--workers", "0"], ["--workers", "0"]),
+        (["--ray", "--actors-per-gpu", "0"], ["--actors-per-gpu", "0"]),
         (["--send", "ftp://127.0.0.1:1"], ["--send", "ftp://"]),
         (["--send", "http://127.0.0.1:1", "--format", "otlp-json"], ["--send", "jsonl"]),
         (["--rate", "fast"], ["--rate", "fast"]),
