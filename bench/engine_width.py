@@ -20,10 +20,10 @@ llguidance builds its lexer's states lazily, per compiled grammar, so a walk aft
 the same layers would otherwise find them built. All paths walk the same layers with the same
 draws, so they must write the same tokens (checked). Needs only the default model's
 tokenizer; the engine gets a stand-in model with its vocabulary. Writes
-bench/results/engine_width.{json,md} (with `--semantic`: engine_width_semantic.{json,md}; with `--real`:
-engine_width_real.{json,md}: layers of the real training graphs with the semantic rules a run
-gives them, so layers share grammars as often as in generation); the
-last line printed is the batched path at the widest width.
+bench/results/engine_width.{json,md} (with `--semantic`: engine_width_semantic.{json,md}; with
+`--real`: engine_width_real.{json,md}, layers of the real training graphs with the semantic
+rules a run gives them, so layers share grammars as often as in generation); the last line
+printed is the batched path at the widest width.
 """
 
 from __future__ import annotations

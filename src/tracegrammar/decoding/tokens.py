@@ -45,11 +45,10 @@ class TokenTable:
     by_string: dict[str, list[int]] = field(default_factory=dict)
     #: `allowed_base` as a list: `allows` looks one token up per forced token, and indexing a
     #: tensor costs a microsecond or two where a list costs tens of nanoseconds
-    base_flags: list[bool] = field(default_factory=list)
+    base_flags: list[bool] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if not self.base_flags:
-            self.base_flags = self.allowed_base.tolist()
+        self.base_flags = self.allowed_base.tolist()
 
     @classmethod
     def build(cls, tokenizer: Any, vocab_size: int | None = None) -> TokenTable:
